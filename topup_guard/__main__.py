@@ -1,0 +1,3 @@
+from topup_guard.cli import main
+
+raise SystemExit(main())

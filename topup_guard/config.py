@@ -1,0 +1,257 @@
+"""Settings from environment variables (pydantic-settings).
+
+The flat variable names are a public contract: ``VONAGE_API_KEY``, ``VONAGE_API_SECRET`` and
+``TOPUP_GUARD_<NAME>`` for everything else. Every secret also has a ``<NAME>_FILE`` variant whose
+value is a path to read the secret from, as Kubernetes and Docker mount secrets.
+
+Each field's docstring states its unit and default; the README's configuration reference is
+generated from them (``python -m topup_guard.docs``) and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from topup_guard.errors import ConfigError
+
+PREFIX = "TOPUP_GUARD_"
+# Fields whose env names do not follow TOPUP_GUARD_<FIELD>.
+_SPECIAL_NAMES = {"api_key": "VONAGE_API_KEY", "api_secret": "VONAGE_API_SECRET"}
+DEMO_API_KEY = "demo1234"
+DEMO_API_SECRET = "DemoSecret1"  # noqa: S105 - documented simulator default, not a real secret
+DEMO_TRX = "8ef2447e69604f642ae59363aa5f781b"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return _SPECIAL_NAMES.get(field, PREFIX + field.upper())
+
+
+class Settings(BaseSettings):
+    """Everything the guard and the CLI read from the environment."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        use_attribute_docstrings=True,
+        validate_default=True,
+        frozen=True,
+    )
+
+    # --- Vonage account -------------------------------------------------------------------
+    api_key: str | None = Field(None, examples=["abcd1234"])
+    """The Vonage API key (`VONAGE_API_KEY`). Required by every command that calls Vonage."""
+    api_secret: SecretStr | None = Field(None, examples=["Sup3rSecret"])
+    """The Vonage API secret. Secret; `VONAGE_API_SECRET_FILE` reads it from a file."""
+    trx: SecretStr | None = Field(None, examples=["8ef2447e69604f642ae59363aa5f781b"])
+    """Reference of the payment on which auto-reload was enabled; required to top up. Secret."""
+    rest_url: str = Field("https://rest.nexmo.com", examples=["https://rest.nexmo.com"])
+    """Base URL of Vonage's REST host (balance, top-up, settings). Default https://rest.nexmo.com."""
+    api_url: str = Field("https://api.nexmo.com", examples=["https://api.nexmo.com"])
+    """Base URL of Vonage's API host (secrets, subaccounts). Default https://api.nexmo.com."""
+    http_timeout: float = Field(10.0, gt=0, le=120, examples=["10"])
+    """Seconds before one Vonage request is given up. Default 10."""
+
+    # --- Policy ---------------------------------------------------------------------------
+    min_balance: Decimal = Field(Decimal("10"), ge=0, examples=["10"])
+    """EUR floor the balance must never be forecast to cross. Keep it above the auto-reload
+    threshold of the Vonage dashboard so the two do not race. Default 10."""
+    horizon: float = Field(600.0, gt=0, examples=["600"])
+    """Seconds of look-ahead for warnings about exhaustion while the guard cannot act.
+    Default 600 (Vonage's worst-case auto-reload check interval)."""
+    poll_interval: float = Field(60.0, ge=0.5, examples=["60"])
+    """Longest time in seconds between two balance polls, used while healthy. Default 60."""
+    poll_min: float = Field(5.0, ge=0.5, examples=["5"])
+    """Shortest time in seconds between two balance polls, used as exhaustion nears. Default 5."""
+    topup_amount: Decimal | None = Field(None, gt=0, examples=["50"])
+    """EUR one top-up adds (the auto-reload amount). Default unset: learnt from confirmed
+    top-ups; until then the guard tops up once at a time."""
+    topup_latency: float = Field(5.0, ge=0, examples=["5"])
+    """Seconds a top-up takes to show in the balance. Default 5."""
+    safety_margin: float = Field(30.0, ge=0, examples=["30"])
+    """Extra seconds of spend the guard keeps in hand beyond next poll + latency. Default 30."""
+    settle_window: float = Field(60.0, gt=0, examples=["60"])
+    """Seconds to look for the credit step after an ambiguous top-up before calling it
+    unconfirmed. Default 60."""
+    max_topups_per_hour: int = Field(4, ge=0, examples=["4"])
+    """Most top-ups in any rolling hour (counted from the ledger). Default 4."""
+    max_topups_per_day: int = Field(24, ge=0, examples=["24"])
+    """Most top-ups in any rolling 24 hours (counted from the ledger). Default 24."""
+    max_daily_amount: Decimal = Field(Decimal("1000"), ge=0, examples=["1000"])
+    """Most EUR topped up in any rolling 24 hours (counted from the ledger). Default 1000."""
+    breaker_threshold: int = Field(3, ge=1, examples=["3"])
+    """Consecutive failed or unconfirmed top-ups that open the breaker. Default 3."""
+    breaker_cooldown: float = Field(3600.0, ge=0, examples=["3600"])
+    """Seconds the breaker stays open before one trial top-up is allowed. Default 3600."""
+    dry_run: bool = Field(False, examples=["true"])
+    """Decide and report everything but never call top-up. Default false."""
+    state_path: Path = Field(Path("topup-guard.db"), examples=["/var/lib/topup-guard/ledger.db"])
+    """Path of the SQLite ledger (the audit trail of every top-up). Default ./topup-guard.db."""
+
+    # --- Coordination ---------------------------------------------------------------------
+    redis_url: SecretStr | None = Field(None, examples=["redis://redis:6379/0"])
+    """Redis shared by several guards on one account: lease, fencing and shared ledger.
+    Default unset (SQLite ledger; only one replica may run). Secret (may hold a password)."""
+    lease_ttl: float = Field(15.0, ge=1, examples=["15"])
+    """Seconds a spending lease lasts unless renewed (renewed every third of it). Default 15."""
+
+    # --- Notifications and operations -----------------------------------------------------
+    slack_webhook_url: SecretStr | None = Field(
+        None, examples=["https://hooks.slack.com/services/T000/B000/XXXX"]
+    )
+    """Slack incoming webhook URL. Secret. Default unset."""
+    slack_token: SecretStr | None = Field(None, examples=["xoxb-your-bot-token"])
+    """Slack bot token (with `TOPUP_GUARD_SLACK_CHANNEL`). Secret. Default unset."""
+    slack_channel: str | None = Field(None, examples=["#sms-ops"])
+    """Slack channel for the bot token. Default unset."""
+    slack_repeat: float = Field(3600.0, gt=0, examples=["3600"])
+    """Seconds between repeats of an alert while its condition lasts. Default 3600."""
+    slack_queue_size: int = Field(100, ge=1, examples=["100"])
+    """Messages waiting for Slack before new ones are dropped (and counted). Default 100."""
+    health_host: str = Field("0.0.0.0", examples=["0.0.0.0"])  # noqa: S104 - probes come from kubelet
+    """Address the health server listens on. Default 0.0.0.0."""
+    health_port: int = Field(8080, ge=0, le=65535, examples=["8080"])
+    """Port of /livez /readyz /metrics /status; 0 turns the server off. Default 8080."""
+    log_format: Literal["json", "text"] = Field("json", examples=["json"])
+    """`json` (one object per line) or `text`. Default json."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", examples=["INFO"])
+    """DEBUG, INFO, WARNING or ERROR. The ledger does not depend on it. Default INFO."""
+
+    @field_validator("rest_url", "api_url")
+    @classmethod
+    def _plain_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
+        if parts.username or parts.password or parts.query:
+            raise ValueError("must not carry credentials or a query string")
+        return value.rstrip("/")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.poll_min > self.poll_interval:
+            raise ValueError("poll_min: must not exceed TOPUP_GUARD_POLL_INTERVAL")
+        if self.slack_token is not None and not self.slack_channel:
+            raise ValueError("slack_channel: required when TOPUP_GUARD_SLACK_TOKEN is set")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only init values (already gathered from the environment by load_settings).
+        return (init_settings,)
+
+    # --- helpers --------------------------------------------------------------------------
+    def require(self, *fields: str) -> None:
+        """Raise ConfigError naming every listed field that is unset."""
+        missing = [f for f in fields if getattr(self, f) in (None, "")]
+        if missing:
+            raise ConfigError([_problem(f, "is required but not set") for f in missing])
+
+    def secret(self, field: str) -> str:
+        value = getattr(self, field)
+        if value is None:
+            raise ConfigError([_problem(field, "is required but not set")])
+        return str(value.get_secret_value())
+
+    def masked(self) -> dict[str, str]:
+        """Every effective setting by its variable name, secrets masked."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = "****** (set)"
+            elif value is None:
+                shown = "(unset)"
+            else:
+                shown = str(value).lower() if isinstance(value, bool) else str(value)
+            out[env_name(name)] = shown
+        return out
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    return "SecretStr" in repr(info.annotation)
+
+
+SECRET_FIELDS = tuple(name for name, info in Settings.model_fields.items() if _is_secret(info))
+FILE_VARIANT_FIELDS = (*SECRET_FIELDS, "api_key")
+
+
+def _example(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    examples = info.examples if info is not None else None
+    return str(examples[0]) if examples else "…"
+
+
+def _problem(field: str, what: str) -> str:
+    name = env_name(field)
+    return f"{name}: {what} (for example {name}={_example(field)})"
+
+
+def _gather(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for field in Settings.model_fields:
+        name = env_name(field)
+        direct = environ.get(name)
+        path = environ.get(name + "_FILE") if field in FILE_VARIANT_FIELDS else None
+        if direct not in (None, "") and path not in (None, ""):
+            problems.append(f"{name}: set both {name} and {name}_FILE; keep one")
+            continue
+        if path:
+            try:
+                values[field] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                problems.append(
+                    f"{name}_FILE: cannot read {path} ({exc.strerror or exc.__class__.__name__})"
+                    f" (for example {name}_FILE=/run/secrets/{field})"
+                )
+        elif direct not in (None, ""):
+            values[field] = direct
+    return values, problems
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``environ`` (default ``os.environ``) or raise ConfigError.
+
+    The error holds one line per problem: the variable, what is wrong, a valid example. Values are
+    never echoed, so a secret put in the wrong variable does not end up in a log.
+    """
+    environ = os.environ if environ is None else environ
+    values, problems = _gather(environ)
+    try:
+        settings = Settings(**values)
+    except pydantic.ValidationError as exc:
+        for err in exc.errors(include_input=False, include_url=False):
+            field = str(err["loc"][0]) if err["loc"] else ""
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if not field and ":" in message:  # model-level rule "field: what"
+                field, _, message = message.partition(": ")
+            if field in Settings.model_fields:
+                problems.append(_problem(field, message))
+            else:
+                problems.append(message)
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
