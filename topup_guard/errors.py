@@ -4,11 +4,12 @@
 TopupGuardError
 ├── ConfigError                      bad or missing settings (exit 2)
 ├── LedgerError                      the ledger cannot be read or written safely
+├── InvalidSecretError               a new API secret fails Vonage's rules; checked before sending
 └── VonageError                      anything that went wrong talking to Vonage
     ├── ApiError                     Vonage answered, and the answer is an error
     │   ├── AuthenticationError      401: key/secret wrong
     │   ├── AutoReloadDisabledError  401 "not auto-reload enabled": top-up cannot work
-    │   ├── TopUpRefusedError        a top-up refused outright ("topup failed", 200 with error-code != 200)
+    │   ├── TopUpRefusedError        refused outright ("topup failed"; 200 with error-code != "200")
     │   ├── RateLimitedError         429, with ``retry_after`` seconds when the server says
     │   ├── ValidationError          400/422, with ``invalid_parameters``
     │   ├── ForbiddenError           403: last secret, secret cap, unprovisioned, invalid transfer
@@ -44,6 +45,13 @@ class ConfigError(TopupGuardError):
 
 class LedgerError(TopupGuardError):
     """The ledger cannot be read or written safely; no top-up may happen."""
+
+
+class InvalidSecretError(TopupGuardError):
+    """A new API secret breaks Vonage's complexity rules; caught before anything is sent.
+
+    The message states the rules and never the rejected secret.
+    """
 
 
 class VonageError(TopupGuardError):

@@ -1,0 +1,225 @@
+"""SQLite ledger: local, durable (WAL + synchronous=FULL), append-only by trigger.
+
+Single-flight is enforced with ``BEGIN IMMEDIATE``: the check "no unresolved attempt" and the
+PENDING insert happen under SQLite's write lock, so even two processes sharing the file cannot
+both begin. Fencing across machines needs the Redis ledger; here the epoch is recorded only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+from topup_guard.errors import LedgerError
+from topup_guard.ledger.base import Attempt, AttemptState, LedgerBusyError
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    attempt_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    wall REAL NOT NULL,
+    epoch INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    balance_before TEXT,
+    expected_amount TEXT,
+    credited TEXT,
+    evidence TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS ledger_events_attempt ON ledger_events (attempt_id, seq);
+CREATE TRIGGER IF NOT EXISTS ledger_events_no_update BEFORE UPDATE ON ledger_events
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_events_no_delete BEFORE DELETE ON ledger_events
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+"""
+
+# The latest event of each attempt, joined with the attempt's first event for its creation data.
+_ATTEMPTS = """
+SELECT f.attempt_id, l.state, f.wall, l.wall, l.epoch, l.holder, f.balance_before,
+       f.expected_amount, l.credited, l.evidence, l.detail, f.reason
+FROM ledger_events f
+JOIN ledger_events l ON l.seq = (
+    SELECT MAX(seq) FROM ledger_events x WHERE x.attempt_id = f.attempt_id)
+WHERE f.seq = (SELECT MIN(seq) FROM ledger_events y WHERE y.attempt_id = f.attempt_id)
+"""
+
+
+def _dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _row(row: tuple[object, ...]) -> Attempt:
+    (aid, state, created, updated, epoch, holder, before, expected, credited, evidence, detail,
+     reason) = row  # fmt: skip
+    return Attempt(
+        attempt_id=int(aid),  # type: ignore[call-overload]
+        state=AttemptState(str(state)),
+        created_wall=float(created),  # type: ignore[arg-type]
+        updated_wall=float(updated),  # type: ignore[arg-type]
+        epoch=int(epoch),  # type: ignore[call-overload]
+        holder=str(holder),
+        balance_before=Decimal(str(before)),
+        expected_amount=_dec(expected),  # type: ignore[arg-type]
+        credited=_dec(credited),  # type: ignore[arg-type]
+        evidence=None if evidence is None else str(evidence),
+        detail=str(detail),
+        reason=str(reason),
+    )
+
+
+class SqliteLedger:
+    """The default ledger at ``TOPUP_GUARD_STATE_PATH``."""
+
+    def __init__(self, path: Path | str, *, account: str = "") -> None:
+        self.path = Path(path)
+        self._db = self._open(account)
+
+    def _open(self, account: str) -> sqlite3.Connection:
+        where = str(self.path)
+        try:
+            if str(self.path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(where, isolation_level=None, timeout=10.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            self._bind(db, account)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"the ledger at {where} cannot be used ({exc}); no top-up will happen. "
+                "Move the file aside to keep it as evidence, check the account's recent top-ups in the Vonage "
+                "dashboard, then start again (a new ledger is created)"
+            ) from None
+        except OSError as exc:
+            raise LedgerError(
+                f"the ledger at {where} cannot be opened ({exc.strerror}); set "
+                "TOPUP_GUARD_STATE_PATH to a writable path on a volume"
+            ) from None
+        return db
+
+    @staticmethod
+    def _bind(db: sqlite3.Connection, account: str) -> None:
+        """A ledger belongs to one account: refuse another account's caps and history."""
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        if not account:
+            return
+        row = db.execute("SELECT value FROM meta WHERE key = 'account'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('account', ?)", (account,))
+        elif row[0] != account:
+            raise sqlite3.DatabaseError(f"it belongs to account {row[0]}, not {account}")
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        try:
+            self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger write failed: {exc}") from None
+
+    def _attempts(self, where: str = "", params: tuple[object, ...] = ()) -> list[Attempt]:
+        try:
+            rows = self._db.execute(f"{_ATTEMPTS} {where}", params).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger read failed: {exc}") from None
+        return [_row(r) for r in rows]
+
+    async def begin(
+        self,
+        *,
+        balance_before: Decimal,
+        expected_amount: Decimal | None,
+        reason: str,
+        wall: float,
+        epoch: int,
+        holder: str,
+        dry_run: bool = False,
+    ) -> Attempt:
+        state = AttemptState.DRY_RUN if dry_run else AttemptState.PENDING
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                open_ = [a for a in self._attempts() if a.state.unresolved]
+                if open_ and not dry_run:
+                    raise LedgerBusyError(
+                        f"attempt {open_[0].attempt_id} is still {open_[0].state.value}"
+                    )
+                (last,) = self._db.execute(
+                    "SELECT COALESCE(MAX(attempt_id), 0) FROM ledger_events"
+                ).fetchone()
+                attempt_id = int(last) + 1
+                self._db.execute(
+                    "INSERT INTO ledger_events (attempt_id, state, wall, epoch, holder, "
+                    "balance_before, expected_amount, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        attempt_id,
+                        state.value,
+                        wall,
+                        epoch,
+                        holder,
+                        str(balance_before),
+                        None if expected_amount is None else str(expected_amount),
+                        reason,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger write failed: {exc}") from None
+        return self._attempts("AND f.attempt_id = ?", (attempt_id,))[0]
+
+    async def transition(
+        self,
+        attempt_id: int,
+        state: AttemptState,
+        *,
+        wall: float,
+        epoch: int,
+        credited: Decimal | None = None,
+        evidence: str | None = None,
+        detail: str = "",
+    ) -> Attempt:
+        current = self._attempts("AND f.attempt_id = ?", (attempt_id,))
+        if not current:
+            raise LedgerError(f"no attempt {attempt_id} in the ledger")
+        first = current[0]
+        self._write(
+            "INSERT INTO ledger_events (attempt_id, state, wall, epoch, holder, balance_before, "
+            "expected_amount, credited, evidence, detail, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                attempt_id,
+                state.value,
+                wall,
+                epoch,
+                first.holder,
+                str(first.balance_before),
+                None if first.expected_amount is None else str(first.expected_amount),
+                None if credited is None else str(credited),
+                evidence,
+                detail,
+                first.reason,
+            ),
+        )
+        return self._attempts("AND f.attempt_id = ?", (attempt_id,))[0]
+
+    async def unresolved(self) -> list[Attempt]:
+        return [a for a in self._attempts("ORDER BY f.attempt_id") if a.state.unresolved]
+
+    async def since(self, wall: float) -> list[Attempt]:
+        return self._attempts("AND f.wall >= ? ORDER BY f.attempt_id", (wall,))
+
+    async def latest(self, limit: int) -> list[Attempt]:
+        rows = self._attempts("ORDER BY f.attempt_id DESC LIMIT ?", (limit,))
+        return list(reversed(rows))
+
+    async def close(self) -> None:
+        self._db.close()

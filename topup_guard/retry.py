@@ -1,0 +1,128 @@
+"""The one place that retries (and the only module that imports tenacity).
+
+Discipline after hynek/stamina: every retry is bounded in attempts *and* in time, backs off
+with jitter, and says by a named predicate which errors it retries. There is no default.
+
+- Balance reads are idempotent: retried on any transport, server, rate-limit or malformed answer.
+- The top-up POST is not idempotent: retried only when it provably never reached Vonage
+  (``RequestNotSentError``) or was refused unprocessed (``RateLimitedError``, after its Retry-After).
+  A 5xx, a timeout or a reset is *not* retried: the caller verifies by balance instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from topup_guard.errors import (
+    MalformedResponseError,
+    RateLimitedError,
+    RequestNotSentError,
+    ServerError,
+    TransportError,
+)
+
+T = TypeVar("T")
+
+_testing = False
+
+
+def set_testing(on: bool) -> None:
+    """Turn every backoff wait off (Retry-After included), for fast tests. Bounds still apply."""
+    global _testing
+    _testing = on
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int
+    max_seconds: float
+    wait_initial: float = 0.5
+    wait_max: float = 5.0
+
+
+READ_POLICY = RetryPolicy(attempts=4, max_seconds=20.0)
+POST_POLICY = RetryPolicy(attempts=3, max_seconds=30.0, wait_initial=1.0, wait_max=10.0)
+
+
+def read_is_retryable(exc: BaseException) -> bool:
+    """A balance read may be repeated after anything transient."""
+    return isinstance(exc, TransportError | ServerError | RateLimitedError | MalformedResponseError)
+
+
+def post_is_safe_to_resend(exc: BaseException) -> bool:
+    """Only when Vonage provably did not process the request."""
+    return isinstance(exc, RequestNotSentError | RateLimitedError)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """One retry about to happen, as data (for logs and span events)."""
+
+    name: str
+    attempt: int
+    wait: float
+    error_type: str
+
+
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    backoff = wait_random_exponential(multiplier=policy.wait_initial, max=policy.wait_max)
+
+    def wait(state: RetryCallState) -> float:
+        if _testing:
+            return 0.0
+        delay = backoff(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)  # never earlier than the server asked
+        return float(delay)
+
+    return wait
+
+
+async def call(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    name: str,
+    retryable: Callable[[BaseException], bool],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[object]],
+    on_retry: Callable[[RetryEvent], None] | None = None,
+) -> T:
+    """Run ``fn`` with retries; the last error is re-raised unchanged when the bounds are hit.
+
+    ``sleep`` is the engine clock's sleep, so backtests and tests on a virtual clock never wait.
+    """
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is None or state.outcome is None:
+            return
+        exc = state.outcome.exception()
+        wait = state.next_action.sleep if state.next_action else 0.0
+        on_retry(RetryEvent(name, state.attempt_number, float(wait), type(exc).__name__))
+
+    async def _sleep(seconds: float) -> None:
+        await sleep(seconds)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+        wait=_wait(policy),
+        retry=retry_if_exception(retryable),
+        reraise=True,
+        sleep=_sleep,
+        before_sleep=before_sleep,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await fn()
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

@@ -1,0 +1,33 @@
+"""What the guard knows right now, for /livez, /readyz and /status. Written by the engine only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from topup_guard.events import TopUpFinished
+
+if TYPE_CHECKING:
+    from topup_guard.policy.decide import Decision
+    from topup_guard.policy.forecast import Forecast
+
+
+@dataclass
+class GuardStatus:
+    started_at: float = 0.0  # clock.now() at start
+    heartbeat: float | None = None  # clock.now() at the end of the latest loop iteration
+    last_balance_at: float | None = None  # clock.now() of the latest successful balance read
+    balance: Decimal | None = None
+    auto_reload: bool | None = None
+    forecast: Forecast | None = None
+    decision: Decision | None = None
+    last_topup: TopUpFinished | None = None
+    topups_last_hour: int = 0
+    topups_last_day: int = 0
+    amount_last_day: Decimal = Decimal(0)
+    breaker_open: bool = False
+    may_spend: bool = True
+    dry_run: bool = False
+    poll_interval: float = 60.0  # the configured longest poll gap, for freshness checks
+    active_conditions: dict[str, str] = field(default_factory=dict)
