@@ -3,9 +3,10 @@
 Discipline after hynek/stamina: every retry is bounded in attempts *and* in time, backs off
 with jitter, and says by a named predicate which errors it retries. There is no default.
 
-- Balance reads are idempotent: retried on any transport, server, rate-limit or malformed answer.
+- Balance reads are idempotent: retried after any transport, server, 429 or malformed answer.
 - The top-up POST is not idempotent: retried only when it provably never reached Vonage
-  (``RequestNotSentError``) or was refused unprocessed (``RateLimitedError``, after its Retry-After).
+  (``RequestNotSentError``) or was refused unprocessed (``RateLimitedError``, after
+  its Retry-After).
   A 5xx, a timeout or a reset is *not* retried: the caller verifies by balance instead.
 """
 

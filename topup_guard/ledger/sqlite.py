@@ -95,8 +95,8 @@ class SqliteLedger:
         except sqlite3.DatabaseError as exc:
             raise LedgerError(
                 f"the ledger at {where} cannot be used ({exc}); no top-up will happen. "
-                "Move the file aside to keep it as evidence, check the account's recent top-ups in the Vonage "
-                "dashboard, then start again (a new ledger is created)"
+                "Move the file aside to keep it as evidence, check the account's recent "
+                "top-ups in the Vonage dashboard, then start again (a new ledger is created)"
             ) from None
         except OSError as exc:
             raise LedgerError(
