@@ -1,0 +1,97 @@
+"""What each condition means to a person: a title, what to do now, and what 'recovered' means.
+
+Kept apart from the rendering so the wording can be reviewed by the people who run the guard
+without reading Block Kit code. Every ``Condition`` must have an entry (a test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from topup_guard.events import Condition
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionText:
+    icon: str
+    title: str
+    action: str  # what a person should do while the condition lasts
+    recovered: str  # one sentence for the message when it ends
+
+
+CONDITION_TEXT: dict[Condition, ConditionText] = {
+    Condition.EXHAUSTION_FORECAST: ConditionText(
+        icon="⏳",
+        title="Balance forecast to run out",
+        action=(
+            "The guard cannot top up right now (see the other alerts for why). If SMS must keep "
+            "flowing, add credit by hand in the Vonage dashboard."
+        ),
+        recovered="The balance is no longer forecast to run out within the horizon.",
+    ),
+    Condition.LOW_BALANCE: ConditionText(
+        icon="🔻",
+        title="Balance below the floor",
+        action=(
+            "Watch for a top-up message. If none follows, check the other alerts and add credit "
+            "by hand in the Vonage dashboard."
+        ),
+        recovered="The balance is back above the floor (TOPUP_GUARD_MIN_BALANCE).",
+    ),
+    Condition.AUTORELOAD_DISABLED: ConditionText(
+        icon="⛔",
+        title="Auto-reload is disabled: the guard cannot top up",
+        action=(
+            "In the Vonage dashboard, make a manual payment with auto-reload switched on, then "
+            "set TOPUP_GUARD_TRX to that payment's reference and restart the guard."
+        ),
+        recovered="Vonage reports auto-reload enabled again; top-ups can work.",
+    ),
+    Condition.CAP_REACHED: ConditionText(
+        icon="🛑",
+        title="Top-up cap reached",
+        action=(
+            "No more top-ups until the rolling window frees up. Check whether the spend is "
+            "expected; if it is, raise TOPUP_GUARD_MAX_TOPUPS_PER_HOUR / _PER_DAY / "
+            "TOPUP_GUARD_MAX_DAILY_AMOUNT, otherwise find what is sending the SMS."
+        ),
+        recovered="The top-up caps have room again.",
+    ),
+    Condition.BREAKER_OPEN: ConditionText(
+        icon="🚨",
+        title="Circuit breaker open: top-ups paused",
+        action=(
+            "Several top-ups in a row failed or could not be confirmed. Compare the ledger with "
+            "the payment history in the Vonage dashboard before anything else. The guard tries "
+            "one top-up again after TOPUP_GUARD_BREAKER_COOLDOWN."
+        ),
+        recovered="The circuit breaker closed; top-ups are allowed again.",
+    ),
+    Condition.UNCONFIRMED_TOPUP: ConditionText(
+        icon="❓",
+        title="A top-up could not be confirmed",
+        action=(
+            "Check the payment history in the Vonage dashboard for this top-up: it may or may "
+            "not have been charged. The guard will not count on it."
+        ),
+        recovered="No top-up awaits confirmation any more.",
+    ),
+    Condition.POLL_FAILING: ConditionText(
+        icon="📡",
+        title="The balance cannot be read",
+        action=(
+            "The guard is blind and will not top up. Check the network path to Vonage and "
+            "the credentials (VONAGE_API_KEY / VONAGE_API_SECRET); see the guard's logs."
+        ),
+        recovered="The balance can be read again.",
+    ),
+    Condition.COORDINATION_DOWN: ConditionText(
+        icon="🔗",
+        title="Coordination store unreachable: nobody may top up",
+        action=(
+            "No replica will top up until the shared store (Redis, TOPUP_GUARD_REDIS_URL) is "
+            "reachable again. Check the Redis server and the network to it."
+        ),
+        recovered="The coordination store is reachable again.",
+    ),
+}
