@@ -1,0 +1,298 @@
+"""The top-up decision: table-driven and synchronous, on hand-made forecasts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from topup_guard.config import Settings
+from topup_guard.policy import (
+    Action,
+    Forecast,
+    GuardState,
+    PolicyParams,
+    decide,
+    lead_time,
+    next_poll,
+    time_to_level,
+)
+
+PARAMS = PolicyParams(
+    min_balance=Decimal(10),
+    horizon=600.0,
+    poll_min=5.0,
+    poll_interval=60.0,
+    topup_latency=5.0,
+    safety_margin=30.0,
+)
+READY = GuardState(
+    auto_reload=True,
+    topup_amount=Decimal(50),
+    topups_allowed=4,
+    breaker_open=False,
+    in_flight=False,
+    may_spend=True,
+    dry_run=False,
+)
+
+
+def fc(
+    balance: str | Decimal,
+    rate: float,
+    *,
+    peak: float | None = None,
+    t: float = 0.0,
+    confidence: float = 1.0,
+) -> Forecast:
+    b = Decimal(balance)
+    return Forecast(
+        t=t,
+        balance=b,
+        rate_short=rate,
+        rate_long=rate,
+        rate=rate,
+        peak_rate=rate if peak is None else peak,
+        time_to_exhaustion=time_to_level(b, Decimal(0), rate),
+        confidence=confidence,
+        samples=100,
+        spend_total=Decimal(100) if rate > 0 else Decimal(0),
+        credits_total=Decimal(0),
+    )
+
+
+def state(**changes: object) -> GuardState:
+    return dataclasses.replace(READY, **changes)  # type: ignore[arg-type]
+
+
+def test_tops_up_before_forecast_exhaustion() -> None:
+    """Polling at the chosen intervals, the top-up lands before the floor, and not much earlier."""
+    rate, balance, now = 0.1, Decimal(100), 0.0
+    for _ in range(200):
+        d = decide(fc(balance, rate, t=now), READY, PARAMS, now)
+        if d.action is Action.TOP_UP:
+            break
+        assert d.action is Action.NOTHING
+        now += d.next_poll_in
+        balance -= Decimal(str(rate * d.next_poll_in))
+    else:
+        pytest.fail("never topped up")
+    assert d.count == 1
+    # Still above the floor when the credit lands, with the margin's worth of spend in hand ...
+    landing = balance - Decimal(str(rate * PARAMS.topup_latency))
+    assert landing >= PARAMS.min_balance + Decimal(str(rate * PARAMS.safety_margin))
+    # ... but not topped up a whole poll interval early (no bloat).
+    assert balance < PARAMS.min_balance + Decimal(str(rate * lead_time(PARAMS, 2 * 5.0)))
+
+
+def test_does_not_top_up_when_healthy() -> None:
+    d = decide(fc("500", 0.01), READY, PARAMS, 0.0)
+    assert d.action is Action.NOTHING
+    assert (d.count, d.wanted, d.blocked_by) == (0, 0, None)
+    assert d.next_poll_in == PARAMS.poll_interval
+    assert not d.exhaustion_within_horizon
+
+
+@pytest.mark.parametrize(
+    ("balance", "rate", "amount", "wanted"),
+    [
+        ("25", 0.5, "50", 1),  # falls to 5 over a 40 s lead: one top-up covers it
+        ("60", 5.0, "50", 3),  # burst: 200 EUR over a 40 s lead, 150 below the floor
+        ("60", 5.0, "20", 8),
+        ("60", 5.0, None, 1),  # amount unknown: one at a time
+    ],
+)
+def test_count_covers_the_spend_over_the_lead_time(
+    balance: str, rate: float, amount: str | None, wanted: int
+) -> None:
+    topup = None if amount is None else Decimal(amount)
+    d = decide(fc(balance, rate), state(topup_amount=topup, topups_allowed=10), PARAMS, 0.0)
+    assert d.action is Action.TOP_UP
+    assert d.wanted == wanted
+    assert d.count == wanted
+
+
+def test_tops_up_more_than_once_on_a_burst_exceeding_one_top_up() -> None:
+    d = decide(fc("60", 5.0, peak=8.0), READY, PARAMS, 0.0)
+    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 3, 3)
+    assert d.projected_balance == Decimal(60 - 5 * 40)
+    assert d.next_poll_in == PARAMS.poll_min
+
+
+def test_caps_limit_the_count() -> None:
+    d = decide(fc("60", 5.0), state(topups_allowed=2), PARAMS, 0.0)
+    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 2, 3)
+    assert "caps allow 2" in d.reason
+
+
+def test_a_thin_forecast_buys_one_top_up_at_a_time() -> None:
+    d = decide(fc("60", 5.0, confidence=0.01), READY, PARAMS, 0.0)
+    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 1, 3)
+    assert "thin forecast" in d.reason
+
+
+BLOCKED = [
+    ("in_flight", {"in_flight": True}),
+    ("not_leader", {"may_spend": False}),
+    ("auto_reload_off", {"auto_reload": False}),
+    ("breaker", {"breaker_open": True}),
+    ("caps", {"topups_allowed": 0}),
+    ("dry_run", {"dry_run": True}),
+]
+
+
+@pytest.mark.parametrize(("blocker", "changes"), BLOCKED, ids=[b for b, _ in BLOCKED])
+def test_a_blocked_top_up_warns(blocker: str, changes: dict[str, object]) -> None:
+    d = decide(fc("60", 5.0), state(**changes), PARAMS, 0.0)
+    assert d.action is Action.WARN
+    assert d.blocked_by == blocker
+    assert (d.count, d.wanted) == (0, 3)
+    assert "would top up 3 × 50.00 EUR" in d.reason
+
+
+@pytest.mark.parametrize(("blocker", "changes"), BLOCKED[:-1], ids=[b for b, _ in BLOCKED[:-1]])
+def test_a_blocked_top_up_far_from_exhaustion_stays_quiet(
+    blocker: str, changes: dict[str, object]
+) -> None:
+    # 11 - 0.05 * 40 = 9 is below the floor, but empty only in 220 s: beyond a 100 s horizon.
+    params = dataclasses.replace(PARAMS, horizon=100.0)
+    d = decide(fc("11", 0.05), state(**changes), params, 0.0)
+    assert d.action is Action.NOTHING
+    assert (d.blocked_by, d.wanted, d.count) == (blocker, 1, 0)
+
+
+def test_dry_run_warns_whenever_it_would_have_topped_up() -> None:
+    params = dataclasses.replace(PARAMS, horizon=100.0)
+    d = decide(fc("11", 0.05), state(dry_run=True), params, 0.0)
+    assert (d.action, d.blocked_by, d.wanted, d.count) == (Action.WARN, "dry_run", 1, 0)
+
+
+def test_blockers_are_reported_in_order_dry_run_last() -> None:
+    d = decide(fc("60", 5.0), state(dry_run=True, breaker_open=True), PARAMS, 0.0)
+    assert d.blocked_by == "breaker"
+
+
+@pytest.mark.parametrize(
+    ("changes", "action", "blocked_by"),
+    [
+        ({}, Action.NOTHING, None),  # the guard will act when the time comes
+        ({"auto_reload": False}, Action.WARN, "auto_reload_off"),
+        ({"breaker_open": True}, Action.WARN, "breaker"),
+        ({"topups_allowed": 0}, Action.WARN, "caps"),
+        ({"dry_run": True}, Action.WARN, "dry_run"),
+        ({"in_flight": True}, Action.NOTHING, None),  # a top-up is on its way
+        ({"may_spend": False}, Action.NOTHING, None),  # the leader will act
+    ],
+)
+def test_exhaustion_within_horizon_far_from_the_trigger_warns_only_if_guard_cannot_act(
+    changes: dict[str, object], action: Action, blocked_by: str | None
+) -> None:
+    d = decide(fc("200", 0.5), state(**changes), PARAMS, 0.0)  # empty in 400 s, floor far off
+    assert d.exhaustion_within_horizon
+    assert (d.action, d.blocked_by, d.count) == (action, blocked_by, 0)
+
+
+@pytest.mark.parametrize(
+    ("balance", "rate", "action", "count"),
+    [
+        ("5", 0.0, Action.NOTHING, 0),  # below the floor, nothing spent: idle, leave it
+        ("0", 0.0, Action.TOP_UP, 1),  # empty: a prepaid account cannot spend, so cannot look busy
+        ("-3", 0.0, Action.TOP_UP, 1),
+        ("5", 0.001, Action.TOP_UP, 1),  # below the floor and spending
+        ("-30", 0.01, Action.TOP_UP, 1),  # postpaid below zero and spending: 40.4 short
+        ("-60", 0.01, Action.TOP_UP, 2),
+    ],
+)
+def test_idle_wallet_rule(balance: str, rate: float, action: Action, count: int) -> None:
+    d = decide(fc(balance, rate), READY, PARAMS, 0.0)
+    assert (d.action, d.count) == (action, count)
+    if action is Action.NOTHING:
+        assert "idle" in d.reason
+
+
+def test_next_poll_shrinks_as_exhaustion_nears_and_stays_within_bounds() -> None:
+    polls = [decide(fc(str(b), 0.1), READY, PARAMS, 0.0).next_poll_in for b in range(200, 9, -5)]
+    assert polls == sorted(polls, reverse=True)
+    assert polls[0] == PARAMS.poll_interval
+    assert polls[-1] == PARAMS.poll_min
+    assert any(PARAMS.poll_min < p < PARAMS.poll_interval for p in polls)
+
+
+def test_next_poll_comes_a_third_of_the_way_to_the_act_by_point() -> None:
+    # 20 EUR at 0.1 EUR/s: the floor in 100 s, so a top-up must go out within 100 - 5 - 30 s.
+    assert decide(fc("20", 0.1), READY, PARAMS, 0.0).next_poll_in == pytest.approx(65 / 3)
+
+
+def test_a_recent_burst_shortens_the_next_poll() -> None:
+    calm = decide(fc("40", 0.1), READY, PARAMS, 0.0)
+    bursty = decide(fc("40", 0.1, peak=0.4), READY, PARAMS, 0.0)
+    assert bursty.next_poll_in < calm.next_poll_in
+    assert bursty.action is calm.action is Action.NOTHING  # the trigger uses the rate
+
+
+def test_polls_fast_while_a_top_up_is_in_flight() -> None:
+    assert decide(fc("500", 0.01), state(in_flight=True), PARAMS, 0.0).next_poll_in == 5.0
+
+
+def test_first_poll_without_forecast_does_nothing_and_polls_soon() -> None:
+    d = decide(None, READY, PARAMS, 0.0)
+    assert (d.action, d.next_poll_in, d.projected_balance) == (Action.NOTHING, 5.0, None)
+
+
+def test_a_stale_forecast_is_extrapolated_to_now() -> None:
+    fresh = decide(fc("30", 0.25, t=100.0), READY, PARAMS, 100.0)
+    stale = decide(fc("30", 0.25, t=0.0), READY, PARAMS, 100.0)
+    assert fresh.action is Action.NOTHING
+    assert stale.action is Action.TOP_UP  # 100 s of spend since the sample: 25 EUR gone
+
+
+def test_reason_states_the_numbers() -> None:
+    d = decide(fc("12.40", 0.21, peak=0.8), READY, PARAMS, 0.0)
+    assert d.action is Action.TOP_UP
+    for text in ("12.40 EUR", "floor 10.00 EUR", "0.21 EUR/s", "burst 0.8 EUR/s", "1 × 50.00 EUR"):
+        assert text in d.reason
+    assert f"{d.projected_balance:.2f} EUR" in d.reason
+    assert "40 s" in d.reason  # the lead time
+
+
+def test_lead_time_is_next_poll_plus_latency_plus_margin() -> None:
+    assert lead_time(PARAMS, 20.0) == 55.0
+
+
+def test_params_from_settings() -> None:
+    settings = Settings(min_balance=Decimal(25), poll_min=2, poll_interval=30)
+    params = PolicyParams.from_settings(settings)
+    assert (params.min_balance, params.poll_min, params.poll_interval) == (Decimal(25), 2, 30)
+    assert (params.horizon, params.topup_latency, params.safety_margin) == (600, 5, 30)
+
+
+@given(
+    balance=st.decimals(min_value=-(10**9), max_value=10**9, places=4),
+    rate=st.one_of(st.just(0.0), st.floats(min_value=0, max_value=1e9)),
+    peak=st.floats(min_value=0, max_value=1e12),
+    stale=st.floats(min_value=0, max_value=1e7),
+    allowed=st.integers(min_value=0, max_value=50),
+    amount=st.one_of(st.none(), st.decimals(min_value="0.01", max_value=10**4, places=2)),
+)
+def test_any_decision_is_well_formed(
+    balance: Decimal,
+    rate: float,
+    peak: float,
+    stale: float,
+    allowed: int,
+    amount: Decimal | None,
+) -> None:
+    f = fc(balance, rate, peak=max(rate, peak))
+    d = decide(f, state(topups_allowed=allowed, topup_amount=amount), PARAMS, stale)
+    assert PARAMS.poll_min <= d.next_poll_in <= PARAMS.poll_interval
+    assert not math.isnan(d.next_poll_in)
+    assert 0 <= d.count <= allowed
+    assert (d.count > 0) == (d.action is Action.TOP_UP)
+    assert d.wanted >= d.count
+    assert d.projected_balance is not None
+    assert d.projected_balance.is_finite()
+    assert next_poll(f, PARAMS, stale) >= PARAMS.poll_min

@@ -1,0 +1,279 @@
+"""What to do now: the top-up decision and when to look again. Pure: time is an argument.
+
+The trigger. Top up when the balance is forecast to fall below ``min_balance`` before the guard
+could act again — within the lead time ``next poll + top-up latency + safety margin`` — and not
+earlier, so the balance does not bloat. The forecast is extrapolated from its sample to ``now``.
+
+The circularity. The lead time depends on the next poll, and the next poll on how near the
+trigger is. It is resolved in one pass: first choose the next poll as a third of the *slack* (the
+seconds left before a top-up must be sent: time to the floor minus latency and margin), computed
+at the burst rate ``max(rate, peak_rate)`` so a recent burst makes the guard look sooner; then
+evaluate the trigger with that poll. Because the poll is at most a third of the slack (or
+``poll_min``), this fires exactly when waiting ``poll_min`` more would be too late, and every
+poll before that lands well ahead of the act-by point.
+
+How many. ``k = ceil((min_balance - projected) / topup_amount)``, at least 1, at most what the caps
+allow; one at a time while the amount is unknown, and one at a time while the forecast is thin
+(confidence below ``THIN_CONFIDENCE``: two samples, a few seconds of data) so one odd reading at
+start-up cannot buy several top-ups at once. ``wanted`` still reports the full k.
+
+Idle wallets. Below the floor with nothing spent in the long window: no top-up (nobody is using
+the money). Except at or below zero: a prepaid account with no money cannot send, so "no spend"
+is then no evidence of idleness, and waiting for spend would wait forever.
+
+Blocked. When a top-up is wanted but cannot be made (in flight, not the leader, auto-reload off,
+breaker, caps, dry run — checked in that order, so a dry run reports "dry_run" only when the
+top-up would otherwise really have been made) the decision WARNs if exhaustion is within
+``horizon`` or the balance is under the floor, and otherwise is NOTHING (with ``blocked_by`` and
+``wanted`` still filled in for logs). A dry run WARNs whenever it would have topped up: showing
+that is its purpose. Far from the trigger but running out within ``horizon``: WARN only if the
+guard could not act when the time comes (auto-reload off, breaker, caps, dry run); a top-up in
+flight or another leader will act, so those stay quiet.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING
+
+from topup_guard.policy.forecast import Forecast, time_to_level
+
+if TYPE_CHECKING:
+    from topup_guard.config import Settings
+
+# Poll after this share of the slack: the poll after next still lands before the act-by point
+# even if the burst rate rises by half meanwhile.
+POLL_FRACTION = 1 / 3
+# Money projections are clamped here: a wild rate must give a large number, never inf or NaN.
+_MONEY_LIMIT = 1e15
+# Below this forecast confidence, at most one top-up per decision.
+THIN_CONFIDENCE = 0.25
+_CENT = Decimal("0.0001")
+
+Blocker = str  # "dry_run" | "auto_reload_off" | "caps" | "breaker" | "in_flight" | "not_leader"
+_BLOCKER_TEXT = {
+    "in_flight": "a top-up is still being verified",
+    "not_leader": "another replica holds the spending lease",
+    "auto_reload_off": "auto-reload is off, so a top-up would fail",
+    "breaker": "the breaker is open after failed top-ups",
+    "caps": "the top-up caps are used up",
+    "dry_run": "dry run",
+}
+# Blockers that mean the guard could not act later either (not just "someone else will").
+_CANNOT_ACT_LATER = frozenset({"auto_reload_off", "breaker", "caps", "dry_run"})
+
+
+class Action(enum.Enum):
+    NOTHING = "nothing"
+    WARN = "warn"
+    TOP_UP = "top_up"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyParams:
+    """The settings the policy reads, in their units (EUR, seconds)."""
+
+    min_balance: Decimal
+    horizon: float
+    poll_min: float
+    poll_interval: float
+    topup_latency: float
+    safety_margin: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PolicyParams:
+        return cls(
+            min_balance=settings.min_balance,
+            horizon=settings.horizon,
+            poll_min=settings.poll_min,
+            poll_interval=settings.poll_interval,
+            topup_latency=settings.topup_latency,
+            safety_margin=settings.safety_margin,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GuardState:
+    """What the engine knows besides the balance; see the module docstring for each blocker."""
+
+    auto_reload: bool | None
+    topup_amount: Decimal | None
+    topups_allowed: int
+    breaker_open: bool
+    in_flight: bool
+    may_spend: bool
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    count: int
+    wanted: int
+    reason: str
+    next_poll_in: float
+    blocked_by: str | None
+    exhaustion_within_horizon: bool
+    projected_balance: Decimal | None
+
+
+def lead_time(params: PolicyParams, next_poll_in: float) -> float:
+    """Seconds a top-up decided now must cover: until the next poll, plus latency and margin."""
+    return next_poll_in + params.topup_latency + params.safety_margin
+
+
+def next_poll(forecast: Forecast, params: PolicyParams, now: float) -> float:
+    """A third of the slack before a top-up must be sent, at the burst rate, clamped."""
+    burst = max(forecast.rate, forecast.peak_rate)
+    balance_now = forecast.balance - _money(forecast.rate * max(0.0, now - forecast.t))
+    to_floor = time_to_level(balance_now, params.min_balance, burst)
+    slack = to_floor - params.topup_latency - params.safety_margin
+    return _clamp(slack * POLL_FRACTION, params.poll_min, params.poll_interval)
+
+
+def decide(
+    forecast: Forecast | None, state: GuardState, params: PolicyParams, now: float
+) -> Decision:
+    """The action to take at ``now`` and when to poll next; reads no clock, does no I/O."""
+    if forecast is None:
+        reason = "first balance sample: need two to forecast spend"
+        return _decision(Action.NOTHING, reason, params.poll_min, exhaustion=False, projected=None)
+    f = forecast
+    elapsed = max(0.0, now - f.t)
+    poll = params.poll_min if state.in_flight else next_poll(f, params, now)
+    lead = lead_time(params, poll)
+    projected = f.balance - _money(f.rate * (elapsed + lead))
+    exhaustion = f.time_to_exhaustion - elapsed <= params.horizon
+    below = f.balance < params.min_balance
+    numbers = _numbers(f, projected, params, lead)
+
+    if projected >= params.min_balance:
+        blocker = _blocker(state) if exhaustion else None
+        if blocker in _CANNOT_ACT_LATER:
+            reason = (
+                f"balance {_eur(f.balance)} runs out in {_secs(f.time_to_exhaustion - elapsed)}"
+                f" at {_rate(f.rate)} (within the {_secs(params.horizon)} horizon) and the guard"
+                f" cannot top up: {_BLOCKER_TEXT[str(blocker)]}"
+            )
+            return _decision(Action.WARN, reason, poll, exhaustion, projected, blocked_by=blocker)
+        reason = f"healthy: {numbers}; next poll in {_secs(poll)}"
+        return _decision(Action.NOTHING, reason, poll, exhaustion, projected)
+
+    if f.rate <= 0 and f.balance > 0:
+        reason = (
+            f"balance {_eur(f.balance)} is below floor {_eur(params.min_balance)} but nothing"
+            " was spent recently: not topping up an idle wallet"
+        )
+        return _decision(Action.NOTHING, reason, poll, exhaustion, projected)
+
+    wanted = _topups_needed(params.min_balance - projected, state.topup_amount)
+    blocker = _blocker(state)
+    if blocker is None:
+        count = min(wanted, state.topups_allowed)
+        capped = f" (wanted {wanted}; caps allow {count})" if count < wanted else ""
+        if count > 1 and f.confidence < THIN_CONFIDENCE:
+            count = 1
+            capped = f" (wanted {wanted}; one at a time on a thin forecast, confidence"
+            capped += f" {f.confidence:.2f})"
+        reason = f"{numbers}; topping up {count} × {_amount(state)}{capped}"
+        return _decision(
+            Action.TOP_UP,
+            reason,
+            params.poll_min,
+            exhaustion,
+            projected,
+            count=count,
+            wanted=wanted,
+        )
+    reason = f"{numbers}; would top up {wanted} × {_amount(state)} but {_BLOCKER_TEXT[blocker]}"
+    warn = exhaustion or below or blocker == "dry_run"
+    action = Action.WARN if warn else Action.NOTHING
+    return _decision(action, reason, poll, exhaustion, projected, wanted=wanted, blocked_by=blocker)
+
+
+def _decision(
+    action: Action,
+    reason: str,
+    next_poll_in: float,
+    exhaustion: bool,
+    projected: Decimal | None,
+    *,
+    count: int = 0,
+    wanted: int = 0,
+    blocked_by: str | None = None,
+) -> Decision:
+    return Decision(
+        action=action,
+        count=count,
+        wanted=wanted,
+        reason=reason,
+        next_poll_in=next_poll_in,
+        blocked_by=blocked_by,
+        exhaustion_within_horizon=exhaustion,
+        projected_balance=projected,
+    )
+
+
+def _blocker(state: GuardState) -> str | None:
+    if state.in_flight:
+        return "in_flight"
+    if not state.may_spend:
+        return "not_leader"
+    if state.auto_reload is False:  # None (not reported) is tried; a refusal trips the breaker
+        return "auto_reload_off"
+    if state.breaker_open:
+        return "breaker"
+    if state.topups_allowed <= 0:
+        return "caps"
+    if state.dry_run:
+        return "dry_run"
+    return None
+
+
+def _topups_needed(deficit: Decimal, amount: Decimal | None) -> int:
+    if amount is None or amount <= 0:
+        return 1
+    return max(1, int((deficit / amount).to_integral_value(rounding=ROUND_CEILING)))
+
+
+def _numbers(f: Forecast, projected: Decimal, params: PolicyParams, lead: float) -> str:
+    where = "below" if projected < params.min_balance else "above"
+    burst = f" (burst {_rate(f.peak_rate)})" if f.peak_rate > f.rate else ""
+    return (
+        f"balance {_eur(f.balance)} falls to {_eur(projected)} ({where} floor"
+        f" {_eur(params.min_balance)}) within {_secs(lead)} at {_rate(f.rate)}{burst}"
+    )
+
+
+def _money(value: float) -> Decimal:
+    if math.isnan(value):
+        value = _MONEY_LIMIT
+    value = max(-_MONEY_LIMIT, min(_MONEY_LIMIT, value))
+    return Decimal(value).quantize(_CENT)
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    if math.isnan(value):
+        return low
+    return max(low, min(high, value))
+
+
+def _amount(state: GuardState) -> str:
+    return "(amount unknown)" if state.topup_amount is None else _eur(state.topup_amount)
+
+
+def _eur(value: Decimal) -> str:
+    return f"{value:.2f} EUR"
+
+
+def _rate(value: float) -> str:
+    return f"{value:.3g} EUR/s"
+
+
+def _secs(value: float) -> str:
+    if math.isinf(value):
+        return "never"
+    return f"{value:.0f} s" if value < 7200 else f"{value / 3600:.1f} h"

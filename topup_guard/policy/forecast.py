@@ -1,0 +1,292 @@
+"""Spend forecast from balance samples: how fast money leaves, and when it runs out.
+
+Why spend and not the balance level: a regression on the level reads a top-up as negative spend
+and says "never runs out" (prior-art §4.1, §4.6). Here every gap between two samples is split into
+*spend* (the drop) and *credit* (the rise); spend feeds a monotonic counter, credits are recorded
+apart and never offset spend.
+
+How the rate is measured: ``rate_w = spend in window / covered seconds in window``, with both
+counters interpolated linearly inside the gap that straddles the window's start. Dividing by the
+time the samples actually cover (not by the window length, nor by the time between drops) keeps
+irregular and missing polls from biasing it, and makes sparse quantised charges (one 0.0075 EUR
+message now and then) a small non-zero rate rather than zero between messages.
+
+A rise hides whatever was spent in the same gap. With ``note_expected_credit`` the hidden spend
+is recovered (``amount - rise``); without it the gap's spend is unknown, so the gap's seconds are
+left out of the covered time — the rate elsewhere stands in for it instead of a false zero.
+
+Windows end at the latest sample; ``now`` only lowers confidence when that sample is stale (the
+caller extrapolates from ``Forecast.t``). Memory is bounded: only the samples inside the long
+window (plus one before it, for interpolation) are kept, capped at ``max_samples``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import NamedTuple
+
+from topup_guard.model import BalanceSample
+
+# A gap shorter than this counts as this long when turned into a rate: two polls a millisecond
+# apart must not make one 0.0075 EUR message look like a 7.5 EUR/s burst.
+MIN_GAP = 1.0
+# Values beyond these are misreads, not balances or clock times; refusing them keeps every
+# float below finite (no inf, no NaN) whatever the input.
+MAX_ABS_BALANCE = Decimal("1e15")
+MAX_ABS_TIME = 1e15
+# A rise counts as the expected top-up only if it is at least this share of it; a smaller rise
+# (a refund while the top-up is still on its way) would otherwise be read as a huge hidden spend.
+EXPECTED_MATCH_SHARE = Decimal("0.5")
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A rise of the balance (a top-up, Vonage's auto-reload, a refund) seen at ``t``."""
+
+    t: float
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """What the samples say about spend, as of the latest sample ``t``."""
+
+    t: float
+    balance: Decimal
+    rate_short: float
+    rate_long: float
+    rate: float
+    peak_rate: float
+    time_to_exhaustion: float
+    confidence: float
+    samples: int
+    spend_total: Decimal
+    credits_total: Decimal
+
+    def time_to(self, level: Decimal) -> float:
+        """Seconds from ``t`` until the balance reaches ``level`` at ``rate``; never NaN or < 0."""
+        return time_to_level(self.balance, level, self.rate)
+
+
+def time_to_level(balance: Decimal, level: Decimal, rate: float) -> float:
+    """Seconds until ``balance`` falls to ``level`` at ``rate`` EUR/s: 0 if already there,
+    ``math.inf`` when nothing is spent."""
+    if balance <= level:
+        return 0.0
+    if not rate > 0:  # also catches NaN, which must never turn into a time
+        return math.inf
+    seconds = float(balance - level) / rate
+    return seconds if seconds >= 0 else 0.0
+
+
+class _Rec(NamedTuple):
+    """One kept sample with the running totals up to it (differences give any span's totals)."""
+
+    t: float
+    balance: Decimal
+    spend: Decimal  # cumulative spend (drops, plus spend recovered from expected credits)
+    covered: float  # cumulative seconds whose spend is known
+    credit: Decimal  # cumulative credits
+    drops: int  # cumulative number of gaps with spend
+
+
+class SpendTracker:
+    """Incremental spend tracker: ``add`` each balance sample, ask for a ``forecast``.
+
+    ``add`` and ``forecast`` are O(1) amortised; the backtest calls them tens of thousands of times.
+    """
+
+    def __init__(
+        self,
+        short_window: float = 300.0,
+        long_window: float = 3600.0,
+        *,
+        max_samples: int = 10_000,
+        expected_credit_ttl: float | None = None,
+    ) -> None:
+        if not 0 < short_window <= long_window:
+            raise ValueError("need 0 < short_window <= long_window")
+        if max_samples < 2:
+            raise ValueError("max_samples must be at least 2")
+        self.short_window = short_window
+        self.long_window = long_window
+        self._max_samples = max_samples
+        # An expected credit that never shows (a top-up reflected very late) must not be matched
+        # against an unrelated rise much later.
+        self._expected_ttl = short_window if expected_credit_ttl is None else expected_credit_ttl
+        self._long: deque[_Rec] = deque()
+        self._short: deque[_Rec] = deque()
+        # Sliding-window maximum of per-gap spend rates: (gap end time, rate), rates decreasing.
+        self._peaks: deque[tuple[float, float]] = deque()
+        self._expected = _ZERO
+        self._expected_since = 0.0
+        self._last_credit: Credit | None = None
+
+    # --- input ----------------------------------------------------------------------------
+    def note_expected_credit(self, amount: Decimal) -> None:
+        """A top-up of ``amount`` was applied after the latest sample.
+
+        Call it before ``add`` of the next sample. The first later sample that rises by at least
+        half the expected total consumes it: the spend in that gap is ``expected - rise`` (so the
+        credit step does not hide spend). Samples that do not rise leave it pending (the credit
+        may lag); it lapses after ``expected_credit_ttl`` seconds. A zero or negative amount (an
+        unknown one) is ignored: the step's gap then counts as of unknown spend.
+        """
+        if not (amount.is_finite() and amount > 0):
+            return
+        if self._expected == 0:
+            self._expected_since = self._long[-1].t if self._long else -math.inf
+        self._expected += amount
+
+    def add(self, sample: BalanceSample) -> Credit | None:
+        """Record ``sample``; return the credit if the balance rose since the previous one."""
+        t, balance = _checked(sample)
+        if not self._long:
+            self._push(_Rec(t, balance, _ZERO, 0.0, _ZERO, 0), merge=False)
+            return None
+        last = self._long[-1]
+        t = max(t, last.t)  # a clock going backwards is treated as no time passing
+        dt = t - last.t
+        delta = balance - last.balance
+        if self._expected > 0 and t - self._expected_since > self._expected_ttl:
+            self._expected = _ZERO
+        spend, credit, known = _split_gap(delta, self._expected)
+        if known and credit > 0:
+            self._expected = _ZERO  # consumed by this rise
+        rec = _Rec(
+            t=t,
+            balance=balance,
+            spend=last.spend + spend,
+            covered=last.covered + (dt if known else 0.0),
+            credit=last.credit + credit,
+            drops=last.drops + (1 if spend > 0 else 0),
+        )
+        merge = dt == 0
+        # Peak over the gap since the last *distinct* time (equal timestamps merge into it).
+        base = self._long[-2] if merge and len(self._long) >= 2 else last
+        self._push(rec, merge=merge)
+        if known and rec.t > base.t:
+            self._push_peak(rec.t, float(rec.spend - base.spend) / max(rec.t - base.t, MIN_GAP))
+        if credit > 0:
+            self._last_credit = Credit(t, credit)
+            return self._last_credit
+        return None
+
+    def last_credit(self) -> Credit | None:
+        """The most recent rise seen, kept even after it leaves the window."""
+        return self._last_credit
+
+    # --- output ---------------------------------------------------------------------------
+    def forecast(self, now: float) -> Forecast | None:
+        """The forecast as of the latest sample, or None before two samples."""
+        if len(self._long) < 2:
+            return None
+        last = self._long[-1]
+        rate_short, _ = _window_rate(self._short, last.t - self.short_window)
+        rate_long, covered_long = _window_rate(self._long, last.t - self.long_window)
+        rate = max(rate_short, rate_long, 0.0)
+        first = self._long[0]
+        peak = max(self._peaks[0][1] if self._peaks else 0.0, rate)
+        return Forecast(
+            t=last.t,
+            balance=last.balance,
+            rate_short=rate_short,
+            rate_long=rate_long,
+            rate=rate,
+            peak_rate=peak,
+            time_to_exhaustion=time_to_level(last.balance, _ZERO, rate),
+            confidence=self._confidence(rate_short, rate_long, covered_long, now - last.t),
+            samples=len(self._long),
+            spend_total=last.spend - first.spend,
+            credits_total=last.credit - first.credit,
+        )
+
+    # --- internals ------------------------------------------------------------------------
+    def _push(self, rec: _Rec, *, merge: bool) -> None:
+        for window, dq in ((self.long_window, self._long), (self.short_window, self._short)):
+            if merge and dq:
+                dq.pop()
+            dq.append(rec)
+            boundary = rec.t - window
+            # Keep exactly one record at or before the boundary: the start of the straddling gap.
+            while len(dq) >= 2 and (dq[1].t <= boundary or len(dq) > self._max_samples):
+                dq.popleft()
+        horizon = rec.t - self.long_window
+        while self._peaks and self._peaks[0][0] <= horizon:
+            self._peaks.popleft()
+
+    def _push_peak(self, t_end: float, rate: float) -> None:
+        while self._peaks and self._peaks[-1][1] <= rate:
+            self._peaks.pop()
+        self._peaks.append((t_end, rate))
+
+    def _confidence(self, short: float, long: float, covered: float, stale: float) -> float:
+        """0..1 from four factors, each 1 when that aspect is well backed.
+
+        Gaps (>= 4 wanted), covered span (a short window's worth wanted), spend events (4 drops
+        wanted: quantised sparse traffic stays low), windows agreeing (a burst halves it at
+        most) and freshness (a sample older than the short window lowers it).
+        """
+        last = self._long[-1]
+        gaps = min(1.0, (len(self._long) - 1) / 4)
+        span = min(1.0, covered / self.short_window)
+        drops = min(1.0, (1 + last.drops - self._long[0].drops) / 5)
+        high = max(short, long)
+        agree = 1.0 if high <= 0 else 0.5 + 0.5 * min(short, long) / high
+        fresh = 1.0 if stale <= self.short_window else self.short_window / stale
+        return max(0.0, min(1.0, gaps * span * drops * agree * fresh))
+
+
+def _checked(sample: BalanceSample) -> tuple[float, Decimal]:
+    t, balance = float(sample.t), sample.balance
+    if not math.isfinite(t) or abs(t) > MAX_ABS_TIME:
+        raise ValueError("sample time must be a finite clock reading")
+    if not balance.is_finite() or abs(balance) > MAX_ABS_BALANCE:
+        raise ValueError("sample balance must be a finite, plausible EUR amount")
+    return t, balance
+
+
+def _split_gap(delta: Decimal, expected: Decimal) -> tuple[Decimal, Decimal, bool]:
+    """(spend, credit, spend_known) for one gap whose balance changed by ``delta``."""
+    if delta <= 0:
+        return -delta, _ZERO, True
+    if expected > 0 and delta >= expected * EXPECTED_MATCH_SHARE:
+        # The top-up landed: balance change = credit - spend, so spend = expected - rise.
+        # A rise beyond the expectation is another credit (e.g. Vonage's own auto-reload).
+        return max(_ZERO, expected - delta), max(delta, expected), True
+    return _ZERO, delta, False
+
+
+def _window_rate(dq: deque[_Rec], boundary: float) -> tuple[float, float]:
+    """(EUR/s, covered seconds) over (boundary, latest], interpolating inside the first gap."""
+    first, last = dq[0], dq[-1]
+    spend = float(last.spend - first.spend)
+    covered = last.covered - first.covered
+    if first.t < boundary and len(dq) >= 2:
+        second = dq[1]
+        outside = (boundary - first.t) / (second.t - first.t)  # share of the gap before it
+        spend -= outside * float(second.spend - first.spend)
+        covered -= outside * (second.covered - first.covered)
+    if covered <= 0:
+        # Only unknown (credit) gaps or equal timestamps: spend per the minimum gap, not 0/0.
+        return (max(spend, 0.0) / MIN_GAP, 0.0) if spend > 0 else (0.0, 0.0)
+    return max(spend, 0.0) / max(covered, MIN_GAP), covered
+
+
+def forecast(
+    samples: Sequence[BalanceSample],
+    now: float,
+    *,
+    short_window: float = 300.0,
+    long_window: float = 3600.0,
+) -> Forecast | None:
+    """One-shot forecast of ``samples`` (oldest first) with the same code as ``SpendTracker``."""
+    tracker = SpendTracker(short_window, long_window)
+    for sample in samples:
+        tracker.add(sample)
+    return tracker.forecast(now)
