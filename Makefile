@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: test test-fast test-slow lint demo bench lock clean
+.PHONY: test test-fast test-slow lint demo bench lock clean check-deploy
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ demo: $(RUN_STAMP)
 
 bench: $(RUN_STAMP)
 	$(BIN)/python -m bench
+
+## Offline checks of the Dockerfile and the Helm chart (fetches helm into .tools/ first).
+check-deploy: $(DEV_STAMP)
+	scripts/get-helm.sh
+	scripts/check-deploy.sh
 
 ## Re-pin every dependency (runtime and test) from a fresh resolve.
 lock:

@@ -77,6 +77,8 @@ class Engine:
         self._pending_credit: Decimal | None = None
         self._poll_failures = 0
         self._learnt_amount: Decimal | None = None
+        self._awaiting_credit: int | None = None  # attempt confirmed by the API, credit not seen
+        self._learnt_for: tuple[int, Decimal] | None = None  # to record in the ledger
         self.safe = SafeTopUp(
             api,
             ledger,
@@ -133,6 +135,8 @@ class Engine:
             span.set_attribute("balance.eur", float(balance.value))
             forecast = self._observe(balance)
             try:
+                await self._record_learnt_amount()
+                await self._reconcile_strays(forecast)
                 decision, attempts = await self._decide(balance, forecast)
             except LedgerError as exc:
                 # Without a readable ledger no cap or in-flight check is possible: never spend.
@@ -173,7 +177,15 @@ class Engine:
         if self._pending_credit is not None:
             self.tracker.note_expected_credit(self._pending_credit)
             self._pending_credit = None
-        self.tracker.add(BalanceSample(now, balance.value))
+        before = self.tracker.forecast(now)
+        credit = self.tracker.add(BalanceSample(now, balance.value))
+        if credit is not None and self._awaiting_credit is not None and before is not None:
+            # Vonage confirmed a top-up whose credit had not shown yet: the rise, plus what was
+            # spent meanwhile, is the auto-reload amount (learnt when not configured).
+            spent = Decimal(str(round(before.rate * max(0.0, now - before.t), 2)))
+            self._learnt_amount = (credit.amount + spent).quantize(Decimal("0.01"))
+            self._learnt_for = (self._awaiting_credit, self._learnt_amount)
+            self._awaiting_credit = None
         forecast = self.tracker.forecast(now)
         self.status.balance = balance.value
         self.status.auto_reload = balance.auto_reload
@@ -217,6 +229,33 @@ class Engine:
         s.may_spend = state.may_spend
         return decision, attempts
 
+    async def _reconcile_strays(self, forecast: Forecast | None) -> None:
+        """Resolve attempts another process left open (a manual top-up, a dead holder).
+
+        The loop itself never leaves an attempt open between cycles, so anything unresolved here
+        is someone else's; only the replica that may spend resolves it, by balance, as at start.
+        """
+        if not self._coord.may_spend() or not await self._ledger.unresolved():
+            return
+        for result in await self.safe.reconcile(forecast.rate if forecast else 0.0):
+            self._after_topup(result)
+
+    async def _record_learnt_amount(self) -> None:
+        """Keep a learnt amount in the ledger, so a restart still knows it."""
+        if self._learnt_for is None:
+            return
+        attempt_id, amount = self._learnt_for
+        self._learnt_for = None
+        await self._ledger.transition(
+            attempt_id,
+            AttemptState.SUCCEEDED,
+            wall=self._clock.wall(),
+            epoch=self._coord.epoch,
+            credited=amount,
+            evidence="api; credit seen at the next poll",
+            detail="amount learnt from the balance step",
+        )
+
     def topup_amount(self, attempts: list[Attempt]) -> Decimal | None:
         """The configured amount, else the latest credit a confirmed top-up showed."""
         if self._settings.topup_amount is not None:
@@ -258,6 +297,8 @@ class Engine:
             self._pending_credit = (self._pending_credit or Decimal(0)) + (credit or Decimal(0))
             if result.credited is not None and result.credited > 0:
                 self._learnt_amount = result.credited
+            elif self._settings.topup_amount is None:
+                self._awaiting_credit = result.attempt_id
 
     def _poll_failed(self, exc: VonageError) -> float:
         self._poll_failures += 1

@@ -282,11 +282,14 @@ class SafeTopUp:
         evidence: str | None = None,
         detail: str = "",
     ) -> Attempt:
+        # The sender records its own attempt under the epoch it began with (it may have spent
+        # money after losing the lease); anyone else reconciles under the current epoch.
+        mine = attempt.holder == self._coord.holder
         return await self._ledger.transition(
             attempt.attempt_id,
             state,
             wall=self._clock.wall(),
-            epoch=self._coord.epoch,
+            epoch=attempt.epoch if mine else self._coord.epoch,
             credited=credited,
             evidence=evidence,
             detail=detail,

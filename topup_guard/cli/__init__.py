@@ -15,7 +15,8 @@ from topup_guard.errors import ConfigError, TopupGuardError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from topup_guard.cli import account, worker
+    import topup_guard.cli.account as account
+    import topup_guard.cli.worker as worker
 
     parser = argparse.ArgumentParser(
         prog="topup-guard",

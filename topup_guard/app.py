@@ -1,0 +1,153 @@
+"""The composition root: builds the real collaborators from Settings and runs the guard.
+
+Everything the engine uses is built here and only here, so tests and the demo can build the same
+graph with fakes or a local simulator instead (STYLE: inject every collaborator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+
+from topup_guard.clock import Clock, SystemClock
+from topup_guard.config import Settings
+from topup_guard.coordination import Coordinator, SoleGuard
+from topup_guard.engine import Engine
+from topup_guard.events import Fanout
+from topup_guard.health import HealthServer
+from topup_guard.ledger.base import Ledger
+from topup_guard.ledger.sqlite import SqliteLedger
+from topup_guard.logs import LogSink, register_secret, setup_logging
+from topup_guard.notify.slack import SlackNotifier
+from topup_guard.status import GuardStatus
+from topup_guard.telemetry import Telemetry, setup_telemetry
+from topup_guard.vonage.client import VonageClient
+
+log = logging.getLogger("topup_guard.app")
+
+
+@dataclass
+class Guard:
+    """Everything ``run`` starts and stops, in one place."""
+
+    settings: Settings
+    engine: Engine
+    client: VonageClient
+    ledger: Ledger
+    coordinator: Coordinator
+    telemetry: Telemetry
+    slack: SlackNotifier
+    health: HealthServer | None
+    status: GuardStatus
+    sinks: Fanout = field(default_factory=Fanout)
+
+    async def start(self) -> None:
+        await self.coordinator.start()
+        await self.slack.start()
+        if self.health is not None:
+            await self.health.start()
+
+    async def stop(self) -> None:
+        # Telemetry last, so the stop itself is recorded; each step bounded so exit never hangs.
+        with contextlib.suppress(Exception):
+            await self.coordinator.stop()
+        with contextlib.suppress(Exception):
+            await self.slack.stop(timeout=5.0)
+        if self.health is not None:
+            with contextlib.suppress(Exception):
+                await self.health.stop()
+        with contextlib.suppress(Exception):
+            await self.client.close()
+        with contextlib.suppress(Exception):
+            await self.ledger.close()
+        with contextlib.suppress(Exception):
+            await self.telemetry.aclose()
+
+
+def build_coordinator(settings: Settings) -> tuple[Coordinator, Ledger]:
+    """Redis lease and shared ledger when TOPUP_GUARD_REDIS_URL is set, else SQLite alone."""
+    if settings.redis_url is not None:
+        from topup_guard.ledger.redis import build_redis_coordination
+
+        return build_redis_coordination(settings)
+    log.warning(
+        "single_replica_only",
+        extra={"detail": "no TOPUP_GUARD_REDIS_URL: only ONE replica of the guard may run"},
+    )
+    return SoleGuard(), SqliteLedger(settings.state_path, account=settings.api_key or "")
+
+
+def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
+    settings.require("api_key", "api_secret", "trx")
+    for name in ("api_secret", "trx", "slack_token", "slack_webhook_url", "redis_url"):
+        value = getattr(settings, name)
+        if value is not None:
+            register_secret(value.get_secret_value())
+    clock = clock or SystemClock()
+    telemetry = setup_telemetry()
+    coordinator, ledger = build_coordinator(settings)
+    client = VonageClient(
+        settings.api_key or "",
+        settings.secret("api_secret"),
+        rest_url=settings.rest_url,
+        api_url=settings.api_url,
+        timeout=settings.http_timeout,
+        observer=telemetry.observe_call,
+    )
+    slack = SlackNotifier.from_settings(
+        settings,
+        clock=clock,
+        on_sent=lambda *_: telemetry.count_slack("sent"),
+        on_failed=lambda *_: telemetry.count_slack("failed"),
+        on_dropped=lambda *_: telemetry.count_slack("dropped"),
+    )
+    status = GuardStatus()
+    sinks = Fanout([LogSink(), telemetry.sink, slack])
+    engine = Engine(
+        api=client,
+        ledger=ledger,
+        clock=clock,
+        settings=settings,
+        sink=sinks,
+        status=status,
+        coordinator=coordinator,
+        tracer=telemetry.tracer
+        if hasattr(telemetry, "tracer")
+        else trace.get_tracer("topup_guard"),
+        account_label=settings.api_key or "",
+    )
+    health = None
+    if settings.health_port:
+        health = HealthServer(
+            status,
+            clock,
+            host=settings.health_host,
+            port=settings.health_port,
+            poll_interval=settings.poll_interval,
+            metrics=telemetry.render_prometheus,
+        )
+    return Guard(
+        settings, engine, client, ledger, coordinator, telemetry, slack, health, status, sinks
+    )
+
+
+async def run_guard(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """``topup-guard run``: until SIGTERM/SIGINT; a top-up in flight is finished first."""
+    setup_logging(settings.log_format, settings.log_level)
+    guard = build_guard(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await guard.start()
+        await guard.engine.run(stop)
+    finally:
+        await guard.stop()
+    return 0

@@ -1,0 +1,347 @@
+"""The Account API as commands: balance, top-up, settings, config, subaccounts, transfer.
+
+Secrets live in ``account_secrets.py`` and ``check`` in ``check.py``; :func:`register` adds them
+all. Commands that move money (``top-up``, ``transfer``) ask first on a terminal, need ``--yes``
+otherwise, never retry, and say "outcome unknown" when Vonage's answer cannot tell whether the
+money moved — a blind second attempt could charge twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from topup_guard.cli import account_secrets, check
+from topup_guard.cli._common import (
+    AMBIGUOUS,
+    add_json,
+    add_yes,
+    client_for,
+    confirm,
+    emit,
+    err,
+    eur,
+    money_json,
+    refuse_unconfirmed,
+    rounded,
+    say,
+    settings_for_api,
+    sync,
+)
+from topup_guard.config import load_settings
+from topup_guard.coordination import default_holder_id
+from topup_guard.errors import VonageError
+from topup_guard.ledger import AttemptState, LedgerBusyError, SqliteLedger
+from topup_guard.model import AccountSettings, Balance, Subaccount
+from topup_guard.vonage.client import VonageClient
+
+FORWARD_METHODS = ("GET_QUERY_PARAMS", "POST_QUERY_PARAMS", "POST_JSON")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("balance", help="show the balance (EUR) and the auto-reload state")
+    add_json(p)
+    p.set_defaults(handler=sync(balance))
+
+    p = sub.add_parser(
+        "top-up", help="charge the auto-reload amount to the stored payment method, once"
+    )
+    add_json(p)
+    add_yes(p)
+    p.set_defaults(handler=sync(top_up))
+
+    p = sub.add_parser("settings", help="show or change the account's callback settings")
+    ssub = p.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
+    show = ssub.add_parser("show", help="show the current settings")
+    add_json(show)
+    show.set_defaults(handler=sync(settings_show))
+    change = ssub.add_parser("set", help="change callback URLs (an empty string clears one)")
+    change.add_argument("--mo-callback-url", metavar="URL", help="inbound SMS webhook")
+    change.add_argument("--dr-callback-url", metavar="URL", help="delivery receipt webhook")
+    change.add_argument("--http-forward-method", choices=FORWARD_METHODS)
+    add_json(change)
+    change.set_defaults(handler=sync(settings_set))
+
+    account_secrets.register(sub)
+    check.register(sub)
+
+    p = sub.add_parser("config", help="print the effective settings, secrets masked")
+    add_json(p)
+    p.set_defaults(handler=show_config)
+
+    p = sub.add_parser("subaccounts", help="list the subaccounts and their balances")
+    add_json(p)
+    p.set_defaults(handler=sync(subaccounts))
+
+    p = sub.add_parser("transfer", help="move balance between the primary and a subaccount")
+    p.add_argument("--from", dest="from_key", required=True, metavar="KEY")
+    p.add_argument("--to", dest="to_key", required=True, metavar="KEY")
+    p.add_argument("--amount", required=True, metavar="EUR")
+    p.add_argument("--reference", metavar="TEXT")
+    add_json(p)
+    add_yes(p)
+    p.set_defaults(handler=sync(transfer))
+
+
+# --- balance --------------------------------------------------------------------------------
+
+
+def _auto_reload_text(value: bool | None) -> str:
+    if value is None:
+        return "unknown (Vonage did not say)"
+    return "on" if value else "OFF — top-ups will be refused until it is enabled again"
+
+
+def _balance_json(balance: Balance) -> dict[str, Any]:
+    return {
+        "balance_eur": money_json(balance.value),
+        "balance_eur_rounded": money_json(rounded(balance.value)),
+        "auto_reload": balance.auto_reload,
+        "request_id": balance.request_id,
+    }
+
+
+async def balance(args: argparse.Namespace) -> int:
+    settings = settings_for_api()
+    async with client_for(settings) as client:
+        result = await client.get_balance()
+    text = (
+        f"Balance:     {eur(result.value)} (≈ {eur(rounded(result.value))})\n"
+        f"Auto-reload: {_auto_reload_text(result.auto_reload)}"
+    )
+    emit(args, _balance_json(result), text)
+    return 0
+
+
+# --- top-up ---------------------------------------------------------------------------------
+
+
+async def top_up(args: argparse.Namespace) -> int:
+    """One top-up, never retried, recorded in the guard's ledger like the guard's own.
+
+    The ledger entry is written before the call, so a guard running on the same ledger sees it
+    (and will not top up while it is unresolved), and caps count it. The balance is read before
+    and after and both are shown.
+    """
+    settings = settings_for_api("trx")
+    trx = settings.secret("trx")
+    if (stop := refuse_unconfirmed(args, "top up")) is not None:
+        return stop
+    ledger = SqliteLedger(settings.state_path, account=settings.api_key or "")
+    try:
+        async with client_for(settings) as client:
+            return await _top_up_recorded(args, client, ledger, trx)
+    finally:
+        await ledger.close()
+
+
+async def _top_up_recorded(
+    args: argparse.Namespace, client: VonageClient, ledger: SqliteLedger, trx: str
+) -> int:
+    before = await client.get_balance()
+    if before.auto_reload is False:
+        err("auto-reload is off on this account; Vonage refuses top-ups until it is enabled")
+        return 1
+    question = (
+        f"The balance is {eur(before.value)}. Top up now? This charges the auto-reload "
+        "amount to the stored payment method."
+    )
+    if (stop := confirm(args, question, "top up")) is not None:
+        return stop
+    try:
+        attempt = await ledger.begin(
+            balance_before=before.value, expected_amount=None, reason="manual top-up (CLI)",
+            wall=time.time(), epoch=0, holder=f"cli:{default_holder_id()}",
+        )  # fmt: skip
+    except LedgerBusyError as exc:
+        err(f"not topping up: the ledger has an unresolved top-up ({exc}); the guard resolves it")
+        return 1
+
+    async def record(state: AttemptState, detail: str, credited: Decimal | None = None) -> None:
+        await ledger.transition(attempt.attempt_id, state, wall=time.time(), epoch=0,
+                                credited=credited, evidence="api" if credited else None,
+                                detail=detail)  # fmt: skip
+
+    try:
+        await client.top_up(trx)
+    except AMBIGUOUS as exc:
+        await record(AttemptState.UNKNOWN, f"manual: {type(exc).__name__}: {exc}")
+        err(
+            f"outcome unknown — check the balance before trying again "
+            f"(the top-up may have been charged; balance before: {eur(before.value)}; "
+            f"{type(exc).__name__}: {exc}). Ledger attempt {attempt.attempt_id} is left "
+            "unknown; a running guard verifies it by balance."
+        )
+        return 1
+    except VonageError as exc:
+        await record(AttemptState.FAILED, f"manual: {type(exc).__name__}: {exc}")
+        err(f"top-up not done, nothing was charged ({type(exc).__name__}: {exc})")
+        return 1
+    try:
+        after: Balance | None = await client.get_balance()
+    except VonageError as exc:
+        after = None
+        say(f"Top-up accepted, but the balance could not be read afterwards: {exc}")
+    credited = after.value - before.value if after and after.value > before.value else None
+    await record(AttemptState.SUCCEEDED, "manual top-up confirmed by Vonage", credited)
+    data: dict[str, Any] = {
+        "outcome": "accepted",
+        "attempt_id": attempt.attempt_id,
+        "balance_before_eur": money_json(before.value),
+        "balance_after_eur": money_json(after.value if after else None),
+        "credited_eur": money_json(after.value - before.value if after else None),
+    }
+    lines = ["Top-up accepted by Vonage.", f"Balance before: {eur(before.value)}"]
+    if after is not None:
+        lines.append(f"Balance after:  {eur(after.value)}")
+        if after.value <= before.value:
+            lines.append("The credit has not shown yet; it can take a little while.")
+    emit(args, data, "\n".join(lines))
+    return 0
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def _settings_json(s: AccountSettings) -> dict[str, Any]:
+    return {
+        "mo_callback_url": s.mo_callback_url,
+        "dr_callback_url": s.dr_callback_url,
+        "max_outbound_request": s.max_outbound_request,
+        "max_inbound_request": s.max_inbound_request,
+        "max_calls_per_second": s.max_calls_per_second,
+    }
+
+
+def _settings_text(s: AccountSettings) -> str:
+    width = max(len(k) for k in _settings_json(s))
+    return "\n".join(
+        f"{k.ljust(width)}  {'(unset)' if v in (None, '') else v}"
+        for k, v in _settings_json(s).items()
+    )
+
+
+async def settings_show(args: argparse.Namespace) -> int:
+    async with client_for(settings_for_api()) as client:
+        current = await client.get_settings()
+    emit(args, _settings_json(current), _settings_text(current))
+    return 0
+
+
+def _bad_callback(value: str | None) -> bool:
+    if not value:  # None leaves it alone, "" clears it
+        return False
+    parts = urlsplit(value)
+    return parts.scheme not in ("http", "https") or not parts.hostname
+
+
+async def settings_set(args: argparse.Namespace) -> int:
+    changes = (args.mo_callback_url, args.dr_callback_url, args.http_forward_method)
+    if all(c is None for c in changes):
+        err("nothing to change: give --mo-callback-url, --dr-callback-url or --http-forward-method")
+        return 2
+    for flag, value in (("--mo-callback-url", changes[0]), ("--dr-callback-url", changes[1])):
+        if _bad_callback(value):
+            err(f"{flag}: must be an http(s) URL, or an empty string to clear it")
+            return 2
+    async with client_for(settings_for_api()) as client:
+        updated = await client.update_settings(
+            mo_callback_url=changes[0], dr_callback_url=changes[1], http_forward_method=changes[2]
+        )
+    emit(args, _settings_json(updated), "Settings updated.\n" + _settings_text(updated))
+    return 0
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def show_config(args: argparse.Namespace) -> int:
+    """The effective settings by variable name; secrets show only that they are set."""
+    masked = load_settings().masked()
+    width = max(len(k) for k in masked)
+    emit(args, masked, "\n".join(f"{k.ljust(width)}  {v}" for k, v in masked.items()))
+    return 0
+
+
+# --- subaccounts and transfers --------------------------------------------------------------
+
+
+def _sub_json(s: Subaccount) -> dict[str, Any]:
+    return {
+        "api_key": s.api_key,
+        "name": s.name,
+        "balance_eur": money_json(s.balance),
+        "credit_limit_eur": money_json(s.credit_limit),
+        "shared_balance": s.use_primary_account_balance,
+        "suspended": s.suspended,
+        "created_at": s.created_at,
+    }
+
+
+def _sub_line(s: Subaccount, role: str) -> str:
+    shown = "shares the primary balance" if s.use_primary_account_balance else None
+    if shown is None:
+        shown = eur(s.balance) if s.balance is not None else "balance unknown"
+    flags = " (suspended)" if s.suspended else ""
+    return f"{role:<10} {s.api_key:<12} {shown:<30} {s.name or ''}{flags}"
+
+
+async def subaccounts(args: argparse.Namespace) -> int:
+    async with client_for(settings_for_api()) as client:
+        overview = await client.list_subaccounts()
+    data = {
+        "primary": _sub_json(overview.primary),
+        "subaccounts": [_sub_json(s) for s in overview.subaccounts],
+        "total_balance_eur": money_json(overview.total_balance),
+    }
+    lines = [_sub_line(overview.primary, "primary")]
+    lines += [_sub_line(s, "sub") for s in overview.subaccounts]
+    if not overview.subaccounts:
+        lines.append("(no subaccounts)")
+    emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _amount(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() and value > 0 else None
+
+
+async def transfer(args: argparse.Namespace) -> int:
+    amount = _amount(args.amount)
+    if amount is None:
+        err(f"--amount: must be a positive number of EUR, for example 10.50 (got {args.amount!r})")
+        return 2
+    if args.from_key == args.to_key:
+        err("--from and --to must be different accounts")
+        return 2
+    settings = settings_for_api()
+    question = f"Move {eur(amount)} from {args.from_key} to {args.to_key}?"
+    if (stop := confirm(args, question, "transfer balance")) is not None:
+        return stop
+    async with client_for(settings) as client:
+        try:
+            done = await client.transfer_balance(args.from_key, args.to_key, amount, args.reference)
+        except AMBIGUOUS as exc:
+            err(
+                "outcome unknown — check the balances (topup-guard subaccounts) before trying "
+                f"again ({type(exc).__name__}: {exc})"
+            )
+            return 1
+    data = {
+        "id": done.id,
+        "from": done.from_key,
+        "to": done.to_key,
+        "amount_eur": money_json(done.amount),
+        "reference": done.reference,
+        "created_at": done.created_at,
+    }
+    text = f"Transferred {eur(done.amount)} from {done.from_key} to {done.to_key} (id {done.id})."
+    emit(args, data, text)
+    return 0

@@ -1,0 +1,90 @@
+"""Worker commands: ``run``, ``simulate``, ``backtest``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from topup_guard.config import load_settings
+from topup_guard.errors import ConfigError
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the guard (configured only by environment variables)")
+    run.set_defaults(handler=_run)
+
+    sim = sub.add_parser("simulate", help="serve a simulated Vonage account over HTTP")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8089)
+    sim.add_argument("--scenario", type=Path, help="scenario JSON (default: embedded bursty)")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    sim.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
+    sim.add_argument("--tls-key", type=Path, help="private key for --tls-cert (PEM)")
+    sim.set_defaults(handler=_simulate)
+
+    bt = sub.add_parser("backtest", help="replay a spend trace: guard vs Vonage alone vs naive")
+    bt.add_argument("--trace", type=Path, required=True, help="CSV with header t,spend")
+    bt.add_argument("--scenario", type=Path, required=True, help="scenario JSON")
+    bt.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a guard setting (lower-case name without TOPUP_GUARD_)",
+    )
+    bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.set_defaults(handler=_backtest)
+
+    demo = sub.add_parser("demo", help="watch the guard save a bursty account (no credentials)")
+    demo.add_argument("--seconds", type=float, default=60.0, help="real seconds to run")
+    demo.add_argument("--speed", type=float, default=15.0, help="simulated seconds per second")
+    demo.set_defaults(handler=_demo)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from topup_guard.app import run_guard
+
+    settings = load_settings()
+    return asyncio.run(run_guard(settings))
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from topup_guard.sim.server import serve_forever
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError(["--tls-cert and --tls-key go together (for example --tls-cert c.pem "
+                           "--tls-key k.pem)"])  # fmt: skip
+    if args.speed <= 0:
+        raise ConfigError(["--speed must be > 0 (for example --speed 10)"])
+    return serve_forever(
+        args.host, args.port, args.scenario, args.speed, args.tls_cert, args.tls_key
+    )
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from topup_guard.backtest import BacktestInputError, backtest, read_trace, render_table
+    from topup_guard.sim.scenario import load_scenario
+
+    overrides: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BacktestInputError([f"--set {item!r}: expected KEY=VALUE (e.g. poll_min=2)"])
+        overrides[key.strip()] = value.strip()
+    scenario = load_scenario(args.scenario)  # ConfigError (exit 2) names the key or problem
+    report = backtest(scenario, read_trace(args.trace), overrides)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(render_table(report))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from topup_guard.demo import run_demo
+
+    return asyncio.run(run_demo(seconds=args.seconds, speed=args.speed, out=sys.stdout))

@@ -1,0 +1,208 @@
+"""The probe and status server: ``/livez``, ``/readyz``, ``/metrics``, ``/status`` (aiohttp).
+
+Freshness has one definition for both probes: a timestamp is fresh when it is at most
+``3 × poll_interval + 30 s`` old on the guard's clock. Three missed polls rule out one slow poll
+or one retry storm; the 30 s absorbs a slow top-up verification.
+
+- ``/livez`` — 200 while the engine loop's heartbeat is fresh (before the first heartbeat, the
+  start time stands in for it: a start-up grace period), else 503. A stuck loop gets restarted.
+- ``/readyz`` — 200 when ``ready_check`` passes (configuration valid, ledger open) and a balance
+  was read within the freshness limit, else 503 with the reason. Failing readiness only takes the
+  pod out of Service endpoints; it never restarts it.
+- ``/metrics`` — Prometheus text (``text/plain; version=0.0.4``).
+- ``/status`` — JSON for humans and scripts: money as strings, no secrets, ``null`` for unknown
+  (a time to exhaustion of ``null`` means no spend is seen).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from topup_guard import redact
+from topup_guard.clock import Clock
+from topup_guard.logs import jsonable
+from topup_guard.promtext import CONTENT_TYPE
+from topup_guard.status import GuardStatus
+
+log = logging.getLogger("topup_guard.health")
+
+
+def freshness_limit(poll_interval: float) -> float:
+    """Seconds after which a heartbeat or balance read counts as stale."""
+    return 3 * poll_interval + 30.0
+
+
+class HealthServer:
+    """Serves the probes from ``GuardStatus``; reads only, so it can never disturb the engine."""
+
+    def __init__(
+        self,
+        status: GuardStatus,
+        clock: Clock,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        poll_interval: float = 60.0,
+        metrics: Callable[[], str] = lambda: "",
+        ready_check: Callable[[], bool] | None = None,
+    ) -> None:
+        self.status, self.clock = status, clock
+        self.host, self.port = host, port
+        self.limit = freshness_limit(poll_interval)
+        self._metrics, self._ready_check = metrics, ready_check
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/livez", self._livez)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics_route)
+        app.router.add_get("/status", self._status)
+        # access_log=None: probes every few seconds would drown the guard's own log lines.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("health_server_started", extra={"host": self.host, "port": self.port})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # --- checks (plain methods, so tests and the CLI can use them without HTTP) ----------------
+    def live(self) -> tuple[bool, str]:
+        beat = self.status.heartbeat
+        reference = beat if beat is not None else self.status.started_at
+        age = self.clock.now() - reference
+        if age <= self.limit:
+            return True, "ok" if beat is not None else "starting"
+        what = "heartbeat" if beat is not None else "no heartbeat since start"
+        return False, f"{what} {age:.0f}s old (limit {self.limit:.0f}s): engine loop stuck"
+
+    def ready(self) -> tuple[bool, str]:
+        if self._ready_check is not None:
+            try:
+                if not self._ready_check():
+                    return False, "ready check failed (configuration or ledger)"
+            except Exception as exc:  # a broken check means not ready, never a 500
+                return False, f"ready check raised {type(exc).__name__}"
+        seen = self.status.last_balance_at
+        if seen is None:
+            return False, "no balance read yet"
+        age = self.clock.now() - seen
+        if age > self.limit:
+            return False, f"last balance read {age:.0f}s ago (limit {self.limit:.0f}s)"
+        return True, "ok"
+
+    # --- routes --------------------------------------------------------------------------------
+    async def _livez(self, request: web.Request) -> web.Response:
+        return _probe(*self.live())
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return _probe(*self.ready())
+
+    async def _metrics_route(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self._metrics().encode())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(status_document(self.status, self.clock, self.limit))
+
+
+def _probe(ok: bool, reason: str) -> web.Response:
+    body = {"status": "ok" if ok else "unavailable", "reason": reason}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+def status_document(status: GuardStatus, clock: Clock, limit: float) -> dict[str, Any]:
+    """What ``/status`` shows. Built from public fields only: nothing here can hold a secret."""
+    now = clock.now()
+    forecast, decision, topup = status.forecast, status.decision, status.last_topup
+    doc: dict[str, Any] = {
+        "balance": status.balance,
+        "balance_age_s": None if status.last_balance_at is None else now - status.last_balance_at,
+        "auto_reload": status.auto_reload,
+        "dry_run": status.dry_run,
+        "may_spend": status.may_spend,
+        "breaker": "open" if status.breaker_open else "closed",
+        "caps_used": {
+            "topups_last_hour": status.topups_last_hour,
+            "topups_last_day": status.topups_last_day,
+            "amount_last_day": status.amount_last_day,
+        },
+        "forecast": None,
+        "decision": None,
+        "last_topup": None,
+        "conditions": dict(status.active_conditions),
+        "heartbeat_age_s": None if status.heartbeat is None else now - status.heartbeat,
+        "uptime_s": now - status.started_at,
+        "freshness_limit_s": limit,
+    }
+    if forecast is not None:
+        doc["forecast"] = {
+            "rate_eur_per_s": forecast.rate,
+            "rate_short_eur_per_s": forecast.rate_short,
+            "rate_long_eur_per_s": forecast.rate_long,
+            "peak_rate_eur_per_s": forecast.peak_rate,
+            "time_to_exhaustion_s": forecast.time_to_exhaustion,
+            "confidence": forecast.confidence,
+            "samples": forecast.samples,
+            "spend_total": forecast.spend_total,
+            "credits_total": forecast.credits_total,
+        }
+    if decision is not None:
+        doc["decision"] = {
+            "action": decision.action.value,
+            "reason": decision.reason,
+            "count": decision.count,
+            "wanted": decision.wanted,
+            "blocked_by": decision.blocked_by,
+            "next_poll_in_s": decision.next_poll_in,
+            "exhaustion_within_horizon": decision.exhaustion_within_horizon,
+            "projected_balance": decision.projected_balance,
+        }
+    if topup is not None:
+        doc["last_topup"] = {
+            "attempt_id": topup.attempt_id,
+            "outcome": topup.outcome.value,
+            "balance_before": topup.balance_before,
+            "expected_amount": topup.expected_amount,
+            "credited": topup.credited,
+            "balance_after": topup.balance_after,
+            "reason": topup.reason,
+            "detail": topup.detail,
+            "action_needed": topup.action_needed,
+            "requests": topup.requests,
+            "evidence": topup.evidence,
+            "wall": topup.wall,
+        }
+    # Defence in depth: reasons and details are free text written by other modules.
+    return cast("dict[str, Any]", redact.scrub_tree("status", jsonable(doc)))
+
+
+async def check_live(url: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 - CLI one-shot
+    """``topup-guard check --live``: True when ``url`` (or ``url`` + ``/livez``) answers 200."""
+    if urlsplit(url).path in ("", "/"):
+        url = url.rstrip("/") + "/livez"
+    try:
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.get(url, allow_redirects=False) as response,
+        ):
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+        return False

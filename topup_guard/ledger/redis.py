@@ -1,0 +1,254 @@
+"""The shared ledger in Redis: SqliteLedger's semantics for N guards on one account, plus fencing.
+
+Same contract as ``SqliteLedger``: events are appended, never changed; an attempt's state is its
+latest applied event; ``begin`` refuses while any attempt is unresolved. Each check-and-write is
+one Lua script (``redis_scripts``), so two guards can never both begin, and the caps and breaker,
+computed from ``since``/``latest``, count every replica's attempts.
+
+Fencing, chosen as follows:
+- ``begin`` is refused (``FencedError``, nothing written) unless the live lease's value starts
+  with the writer's ``<epoch>|<holder>|``: the writer must hold the lease *now*, in the tenure the
+  epoch names. A deposed or expired holder therefore never writes PENDING, so it never sends.
+- ``transition`` is accepted from the tenure that began the attempt, even after it lost the lease:
+  its POST may have spent the money and the ledger must learn the outcome. It is also accepted from
+  the current epoch, so the new holder can reconcile an attempt its predecessor left unresolved.
+  Any other (stale) epoch gets ``FencedError``.
+- Resolved attempts stay resolved (except UNCONFIRMED -> SUCCEEDED); a losing racer's event is
+  kept in the stream as ``superseded`` and ``transition`` returns the attempt as recorded.
+
+Durability is Redis's: run it with ``appendonly yes`` (``appendfsync everysec`` or ``always``).
+If the ledger vanishes (a restart without persistence, a flush), every call raises LedgerError
+until the guards restart, because unresolved attempts may have been forgotten with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+
+from topup_guard.clock import Clock
+from topup_guard.config import Settings
+from topup_guard.errors import ConfigError, LedgerError
+from topup_guard.ledger import redis_scripts
+from topup_guard.ledger.base import Attempt, AttemptState, FencedError, LedgerBusyError
+from topup_guard.ledger.redis_lease import REDIS_DOWN, RedisKeys, RedisLease
+
+log = logging.getLogger("topup_guard.ledger")
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _attempt(raw: str) -> Attempt:
+    a: dict[str, Any] = json.loads(raw)
+    return Attempt(
+        attempt_id=int(a["attempt_id"]),
+        state=AttemptState(a["state"]),
+        created_wall=float(a["created_wall"]),
+        updated_wall=float(a["updated_wall"]),
+        epoch=int(a["epoch"]),
+        holder=str(a["holder"]),
+        balance_before=Decimal(a["balance_before"]),
+        expected_amount=_dec(a["expected_amount"]),
+        credited=_dec(a["credited"]),
+        evidence=a["evidence"],
+        detail=str(a["detail"]),
+        reason=str(a["reason"]),
+    )
+
+
+class RedisLedger:
+    """A ``Ledger`` shared by every guard of one account. Closing it closes the Redis client."""
+
+    def __init__(self, client: Redis, keys: RedisKeys, *, op_timeout: float = 5.0) -> None:
+        self._client = client
+        self._keys = keys
+        self._timeout = op_timeout
+        self._begin = client.register_script(redis_scripts.BEGIN)
+        self._transition = client.register_script(redis_scripts.TRANSITION)
+        self._read = client.register_script(redis_scripts.READ)
+        self._ready = False
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[str]) -> list[str]:
+        """Run one script; Redis trouble becomes LedgerError (no raw redis exception escapes)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                if not self._ready:
+                    # Mark the ledger initialised once per process; see "vanished" below.
+                    await self._client.set(self._keys.meta, "1", nx=True)
+                    self._ready = True
+                reply: list[str] = await script(keys=keys, args=args)
+        except REDIS_DOWN as exc:
+            raise LedgerError(
+                f"the shared ledger in Redis cannot be used ({type(exc).__name__}); "
+                "no top-up will happen until it can"
+            ) from None
+        if reply[0] == "vanished":
+            raise LedgerError(
+                "the shared ledger vanished from Redis (restarted without persistence, or "
+                "flushed): unresolved top-ups may have been forgotten. Check the account's recent "
+                "top-ups in the Vonage dashboard, make Redis persistent, then restart the guards"
+            )
+        return reply
+
+    async def begin(
+        self,
+        *,
+        balance_before: Decimal,
+        expected_amount: Decimal | None,
+        reason: str,
+        wall: float,
+        epoch: int,
+        holder: str,
+        dry_run: bool = False,
+    ) -> Attempt:
+        state = AttemptState.DRY_RUN if dry_run else AttemptState.PENDING
+        attempt = {
+            "attempt_id": None,  # allocated by the script
+            "state": state.value,
+            "created_wall": repr(wall),
+            "updated_wall": repr(wall),
+            "epoch": str(epoch),
+            "begin_epoch": str(epoch),
+            "holder": holder,
+            "balance_before": str(balance_before),
+            "expected_amount": _s(expected_amount),
+            "credited": None,
+            "evidence": None,
+            "detail": "",
+            "reason": reason,
+        }
+        k = self._keys
+        reply = await self._run(
+            self._begin,
+            [k.meta, k.lease, k.seq, k.attempts, k.open, k.created, k.events, k.epoch],
+            [f"{epoch}|{holder}|", "1" if dry_run else "0", repr(wall), json.dumps(attempt)],
+        )
+        if reply[0] == "fenced":
+            raise FencedError(
+                f"epoch {epoch} of {holder} does not hold the spending lease (current epoch "
+                f"{reply[1]}); nothing was written"
+            )
+        if reply[0] == "busy":
+            open_ = _attempt(reply[1])
+            raise LedgerBusyError(f"attempt {open_.attempt_id} is still {open_.state.value}")
+        return _attempt(reply[1])
+
+    async def transition(
+        self,
+        attempt_id: int,
+        state: AttemptState,
+        *,
+        wall: float,
+        epoch: int,
+        credited: Decimal | None = None,
+        evidence: str | None = None,
+        detail: str = "",
+    ) -> Attempt:
+        patch = {
+            "state": state.value,
+            "updated_wall": repr(wall),
+            "epoch": str(epoch),
+            "credited": _s(credited),
+            "evidence": evidence,
+            "detail": detail,
+        }
+        k = self._keys
+        reply = await self._run(
+            self._transition,
+            [k.meta, k.epoch, k.attempts, k.open, k.events],
+            [str(attempt_id), state.value, str(epoch), "1" if state.unresolved else "0",
+             json.dumps(patch)],
+        )  # fmt: skip
+        if reply[0] == "missing":
+            raise LedgerError(f"no attempt {attempt_id} in the ledger")
+        if reply[0] == "fenced":
+            raise FencedError(
+                f"epoch {epoch} neither began attempt {attempt_id} nor is current (current "
+                f"epoch {reply[1]}); nothing was written"
+            )
+        recorded = _attempt(reply[1])
+        if reply[0] == "kept":
+            log.warning(
+                "ledger_transition_superseded",
+                extra={
+                    "attempt_id": attempt_id,
+                    "state": recorded.state.value,
+                    "refused_state": state.value,
+                    "detail": "another guard resolved this attempt first",
+                },
+            )
+        return recorded
+
+    async def _select(self, mode: str, arg: str = "") -> list[Attempt]:
+        k = self._keys
+        reply = await self._run(
+            self._read, [k.meta, k.attempts, k.open, k.created, k.seq], [mode, arg]
+        )
+        return sorted((_attempt(raw) for raw in reply[1:]), key=lambda a: a.attempt_id)
+
+    async def unresolved(self) -> list[Attempt]:
+        return [a for a in await self._select("open") if a.state.unresolved]
+
+    async def since(self, wall: float) -> list[Attempt]:
+        return await self._select("since", repr(wall))
+
+    async def latest(self, limit: int) -> list[Attempt]:
+        if limit <= 0:
+            return []
+        return await self._select("latest", str(limit))
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+        except REDIS_DOWN:
+            log.warning("ledger_close_failed")
+
+
+def redis_client(url: str, *, timeout: float) -> Redis:
+    """A client whose calls fail within ``timeout`` instead of retrying for a minute.
+
+    redis-py retries a failed command 10 times by default; a lease renewal that hangs that long
+    would outlive the lease, so one quick retry is all we allow.
+    """
+    try:
+        return Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
+        )
+    except ValueError:
+        raise ConfigError(
+            ["TOPUP_GUARD_REDIS_URL is not a Redis URL (redis://, rediss:// or unix://)"]
+        ) from None
+
+
+def build_redis_coordination(
+    settings: Settings, *, clock: Clock | None = None
+) -> tuple[RedisLease, RedisLedger]:
+    """The lease and the shared ledger of ``settings.api_key``'s account, on one Redis client.
+
+    Stop the lease before closing the ledger (the ledger owns the client).
+    """
+    if settings.redis_url is None:
+        raise ConfigError(["TOPUP_GUARD_REDIS_URL is not set"])
+    timeout = min(settings.lease_ttl / 5, 2.0)
+    client = redis_client(settings.redis_url.get_secret_value(), timeout=timeout)
+    keys = RedisKeys(settings.api_key or "")
+    lease = RedisLease(client, keys, ttl=settings.lease_ttl, clock=clock)
+    return lease, RedisLedger(client, keys, op_timeout=max(timeout * 2, 1.0))

@@ -1,0 +1,303 @@
+"""``SimAccount``: one pure, time-driven model of a Vonage prepaid account.
+
+The same object backs the HTTP simulator (advanced lazily to the simulated time of each request)
+and the backtest (advanced step by step through a recorded trace). It reads no clock and does no
+I/O: every method that changes the account takes the simulated time ``t`` and first advances the
+account to it, so the order of events is always the order of their times.
+
+What it models, and why:
+- **Demand** from discrete events ``(t, eur)`` (a trace: each served whole or failed whole) and/or
+  a scenario ``SpendProfile`` billed message by message. Failed demand and the seconds the account
+  spent unable to pay are what a guard exists to drive to zero, so both are counted.
+- **Vonage's own auto-reload**: a check every U(check_min_s, check_max_s) seconds (seeded), adding
+  the auto-reload amount when the balance is below the threshold. It is deliberately slow; the gap
+  it leaves is the guard's reason to exist.
+- **Payments can fail** (``fail_payments`` injects failures); three failures in a row switch
+  auto-reload off, after which top-ups are refused as "not auto-reload enabled", as on Vonage.
+- **Top-up** adds the auto-reload amount ``credit_delay_s`` after it is accepted.
+- Secrets, settings and subaccounts live in ``AccountExtras`` (``extras.py``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from topup_guard.sim.extras import AccountExtras
+from topup_guard.sim.refusals import SimRefusal
+from topup_guard.sim.spend import MessageRun, SpendProfile, messages_in
+
+if TYPE_CHECKING:
+    from topup_guard.sim.scenario import Scenario
+
+MAX_FAILED_PAYMENTS = 3
+DEFAULT_EPOCH = 1_800_000_000.0
+
+
+class SimAccount(AccountExtras):
+    """A simulated prepaid account; money in ``Decimal`` EUR, time in simulated seconds."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_secret: str,
+        trx: str,
+        balance: Decimal,
+        topup_amount: Decimal,
+        autoreload_threshold: Decimal,
+        auto_reload: bool = True,
+        check_min_s: float = 300.0,
+        check_max_s: float = 600.0,
+        seed: int = 0,
+        trace: Iterable[tuple[float, Decimal]] = (),
+        spend: SpendProfile | None = None,
+        message_price: Decimal = Decimal("0.0075"),
+        credit_delay_s: float = 0.0,
+        start: float = 0.0,
+        epoch: float = DEFAULT_EPOCH,
+    ) -> None:
+        if not 0 < check_min_s <= check_max_s:
+            raise ValueError("need 0 < check_min_s <= check_max_s")
+        if message_price <= 0:
+            raise ValueError("message_price must be positive")
+        super().__init__(api_key=api_key, api_secret=api_secret, seed=seed, epoch=epoch)
+        self._trx = trx
+        self._balance = Decimal(balance)
+        self.topup_amount = Decimal(topup_amount)
+        self.autoreload_threshold = Decimal(autoreload_threshold)
+        self.auto_reload = auto_reload
+        self.check_min_s = check_min_s
+        self.check_max_s = check_max_s
+        self.spend = spend or SpendProfile()
+        self.spend_rate_override: Decimal | None = None
+        self.message_price = Decimal(message_price)
+        self.credit_delay_s = credit_delay_s
+        self.fail_payments = 0
+        self._consecutive_failures = 0
+        self._rng = random.Random(seed)  # noqa: S311 - a repeatable simulation, not crypto
+        self._now = start
+        self._next_check = start + self._check_interval()
+        self._trace = sorted(((float(t), Decimal(eur)) for t, eur in trace), key=lambda e: e[0])
+        self._trace_pos = 0
+        self._pending: list[tuple[float, Decimal]] = []
+        self._carry = 0.0
+        self._exhausted_since: float | None = None
+        self._exhausted_total = 0.0
+        # Counters, read by the simulator's /_sim/state and by the backtest.
+        self.autoreloads: list[tuple[float, Decimal]] = []
+        self.topups: list[tuple[float, Decimal]] = []
+        self.payments_failed = 0
+        self.served_spend = Decimal(0)
+        self.served_events = 0
+        self.failed_spend = Decimal(0)
+        self.failed_events = 0
+
+    @classmethod
+    def from_scenario(
+        cls,
+        scenario: Scenario,
+        *,
+        api_key: str,
+        api_secret: str,
+        trx: str,
+        trace: Iterable[tuple[float, Decimal]] = (),
+        start: float = 0.0,
+        epoch: float = DEFAULT_EPOCH,
+    ) -> SimAccount:
+        """The account a scenario describes; ``topup_latency_s`` becomes the credit delay."""
+        account = cls(
+            api_key=api_key,
+            api_secret=api_secret,
+            trx=trx,
+            balance=scenario.initial_balance,
+            topup_amount=scenario.topup_amount,
+            autoreload_threshold=scenario.autoreload_threshold,
+            auto_reload=scenario.auto_reload,
+            check_min_s=scenario.autoreload_check_min_s,
+            check_max_s=scenario.autoreload_check_max_s,
+            seed=scenario.seed,
+            trace=trace,
+            spend=scenario.spend_profile(),
+            message_price=scenario.message_price,
+            credit_delay_s=scenario.topup_latency_s,
+            start=start,
+            epoch=epoch,
+        )
+        for sub in scenario.subaccounts:
+            account.add_subaccount(
+                sub["api_key"],
+                name=sub.get("name") or "",
+                balance=sub.get("balance"),
+                secret=sub.get("secret") or "SubSecret1",
+                credit_limit=sub.get("credit_limit") or Decimal(0),
+            )
+        return account
+
+    def __repr__(self) -> str:  # no secret, no trx
+        return f"SimAccount(api_key={self.api_key!r}, balance={self._balance}, t={self._now})"
+
+    # --- reading --------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """The simulated time the account has been advanced to."""
+        return self._now
+
+    @property
+    def balance(self) -> Decimal:
+        return self._balance
+
+    @property
+    def exhausted_seconds(self) -> float:
+        """Seconds during which demand failed for want of balance, up to ``now``."""
+        ongoing = self._now - self._exhausted_since if self._exhausted_since is not None else 0.0
+        return self._exhausted_total + ongoing
+
+    @property
+    def next_check(self) -> float:
+        """When Vonage's auto-reload will next look at the balance."""
+        return self._next_check
+
+    # --- time -----------------------------------------------------------------------------
+    def advance_to(self, t: float) -> None:
+        """Consume demand and run auto-reload checks and pending credits up to time ``t``."""
+        while True:
+            due = min(t, self._next_check, self._next_trace_time(), self._next_credit_time())
+            if due > self._now:
+                self._consume_scenario(self._now, due)
+                self._now = due
+            if not self._fire_due() and due >= t:
+                return
+
+    def _next_trace_time(self) -> float:
+        if self._trace_pos < len(self._trace):
+            return self._trace[self._trace_pos][0]
+        return float("inf")
+
+    def _next_credit_time(self) -> float:
+        return min((when for when, _ in self._pending), default=float("inf"))
+
+    def _fire_due(self) -> bool:
+        """Apply everything due at or before ``now``: credits, then trace spend, then a check."""
+        fired = False
+        for item in sorted(p for p in self._pending if p[0] <= self._now):
+            self._pending.remove(item)
+            self._credit(item[1])
+            fired = True
+        while self._trace_pos < len(self._trace) and self._trace[self._trace_pos][0] <= self._now:
+            t, eur = self._trace[self._trace_pos]
+            self._trace_pos += 1
+            self._demand(t, eur, 1)
+            fired = True
+        if self._next_check <= self._now:
+            self._autoreload_check()
+            self._next_check += self._check_interval()
+            fired = True
+        return fired
+
+    def _consume_scenario(self, t0: float, t1: float) -> None:
+        if self.spend_rate_override is not None:
+            segments: Iterable[tuple[float, float, Decimal]] = [(t0, t1, self.spend_rate_override)]
+        else:
+            segments = self.spend.segments(t0, t1)
+        for s, e, rate in segments:
+            run, self._carry = messages_in(self._carry, s, e, rate, self.message_price)
+            if run.count:
+                self._demand_messages(run)
+
+    def _demand_messages(self, run: MessageRun) -> None:
+        """Serve equal-priced messages in order until the balance cannot pay the next one."""
+        price, n = self.message_price, run.count
+        affordable = min(n, int(self._balance // price)) if self._balance > 0 else 0
+        if affordable:
+            self._demand(run.time_of(affordable - 1), price * affordable, affordable)
+        if affordable < n:
+            self._demand(run.time_of(affordable), price * (n - affordable), n - affordable)
+
+    def _demand(self, t: float, eur: Decimal, events: int) -> None:
+        """Spend ``eur`` (``events`` items) at ``t``: served whole if the balance covers it."""
+        if eur <= self._balance:
+            self._balance -= eur
+            self.served_spend += eur
+            self.served_events += events
+            self._end_exhaustion(t)
+        else:
+            self.failed_spend += eur
+            self.failed_events += events
+            if self._exhausted_since is None:
+                self._exhausted_since = t
+
+    def _credit(self, amount: Decimal) -> None:
+        self._balance += amount
+        self._end_exhaustion(self._now)
+
+    def _end_exhaustion(self, t: float) -> None:
+        if self._exhausted_since is not None:
+            self._exhausted_total += max(0.0, t - self._exhausted_since)
+            self._exhausted_since = None
+
+    def _check_interval(self) -> float:
+        return self._rng.uniform(self.check_min_s, self.check_max_s)
+
+    # --- payments -------------------------------------------------------------------------
+    def _autoreload_check(self) -> None:
+        if self.auto_reload and self._balance < self.autoreload_threshold and self._pay():
+            self.autoreloads.append((self._now, self.topup_amount))
+            self._credit(self.topup_amount)
+
+    def _pay(self) -> bool:
+        """Charge the stored payment method; three failures in a row disable auto-reload."""
+        if self.fail_payments > 0:
+            self.fail_payments -= 1
+            self.payments_failed += 1
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= MAX_FAILED_PAYMENTS:
+                self.auto_reload = False
+            return False
+        self._consecutive_failures = 0
+        return True
+
+    def top_up(self, trx: str, t: float) -> Decimal:
+        """``POST /account/top-up``: charge the auto-reload amount now, credit it after the delay.
+
+        Raises ``SimRefusal`` "not-auto-reload-enabled" for a wrong trx or auto-reload off, and
+        "topup-failed" when the payment fails (nothing is credited either way).
+        """
+        self.advance_to(t)
+        if not hmac.compare_digest(trx.encode(), self._trx.encode()) or not self.auto_reload:
+            raise SimRefusal("not-auto-reload-enabled")
+        if not self._pay():
+            raise SimRefusal("topup-failed")
+        self.topups.append((self._now, self.topup_amount))
+        self._pending.append((self._now + self.credit_delay_s, self.topup_amount))
+        self._fire_due()  # a zero delay credits at once
+        return self.topup_amount
+
+    # --- operator controls (the simulator's /_sim/control, the backtest's set-up) ----------
+    def set_balance(self, value: Decimal, t: float) -> None:
+        self.advance_to(t)
+        if value > self._balance:
+            self._end_exhaustion(self._now)
+        self._balance = Decimal(value)
+
+    def set_auto_reload(self, enabled: bool, t: float) -> None:
+        """Switch auto-reload; switching it on also forgets earlier payment failures."""
+        self.advance_to(t)
+        self.auto_reload = enabled
+        if enabled:
+            self._consecutive_failures = 0
+
+    def set_spend_rate(self, rate: Decimal | None, t: float) -> None:
+        """Replace the scenario's rate by a constant EUR/s from ``t`` on; None restores it."""
+        self.advance_to(t)
+        self.spend_rate_override = None if rate is None else Decimal(rate)
+
+    # --- balance movements from the subaccount API ----------------------------------------
+    def _debit_primary(self, amount: Decimal) -> None:
+        self._balance -= amount
+
+    def _credit_primary(self, amount: Decimal) -> None:
+        self._credit(amount)

@@ -1,0 +1,159 @@
+"""The simulator's own control API under ``/_sim`` (no auth: it is a test and demo tool).
+
+``GET /_sim/state`` shows what a test needs to assert money safety (top-ups applied and when,
+failed spend, call counts by endpoint and status); ``POST /_sim/faults`` and
+``POST /_sim/control`` steer the account while a client runs against it.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from topup_guard.sim import wire
+from topup_guard.sim.context import CONTEXT, SimContext
+from topup_guard.sim.faults import parse_fault
+
+_CONTROL_KEYS = {
+    "balance",
+    "auto_reload",
+    "fail_payments",
+    "spend_rate",
+    "topup_amount",
+    "autoreload_threshold",
+}
+
+
+def state_body(ctx: SimContext) -> dict[str, Any]:
+    t = ctx.advance()
+    a = ctx.account
+    rate = a.spend_rate_override if a.spend_rate_override is not None else a.spend.rate_at(t)
+    return {
+        "t": t,
+        "speed": ctx.speed,
+        "balance": a.balance,
+        "auto_reload": a.auto_reload,
+        "topup_amount": a.topup_amount,
+        "autoreload_threshold": a.autoreload_threshold,
+        "next_autoreload_check": a.next_check,
+        "fail_payments": a.fail_payments,
+        "payments_failed": a.payments_failed,
+        "spend_rate": rate,
+        "spend_rate_override": a.spend_rate_override,
+        "topups": [{"t": when, "amount": amount} for when, amount in a.topups],
+        "autoreloads": [{"t": when, "amount": amount} for when, amount in a.autoreloads],
+        "served_spend": a.served_spend,
+        "served_events": a.served_events,
+        "failed_spend": a.failed_spend,
+        "failed_events": a.failed_events,
+        "exhausted_seconds": a.exhausted_seconds,
+        "secrets": len(a.secrets_of(a.api_key).list()),
+        "transfers": len(a.transfers),
+        "calls": ctx.calls_by_endpoint(),
+        "faults": ctx.faults.active(),
+    }
+
+
+def _error(message: str) -> web.Response:
+    return wire.json_response({"error": message}, 400)
+
+
+async def _body(request: web.Request) -> object:
+    try:
+        return json.loads(await request.text() or "{}", parse_float=Decimal)
+    except json.JSONDecodeError:
+        return None
+
+
+async def get_state(request: web.Request) -> web.Response:
+    return wire.json_response(state_body(request.app[CONTEXT]))
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    return wire.json_response({"faults": request.app[CONTEXT].faults.active()})
+
+
+async def add_faults(request: web.Request) -> web.Response:
+    """One fault object, or a list of them; answers the whole active list."""
+    ctx = request.app[CONTEXT]
+    data = await _body(request)
+    try:
+        faults = [parse_fault(d) for d in (data if isinstance(data, list) else [data])]
+    except ValueError as exc:
+        return _error(str(exc))
+    for fault in faults:
+        ctx.faults.add(fault)
+    return wire.json_response({"faults": ctx.faults.active()})
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    ctx.faults.clear()
+    return wire.json_response({"faults": []})
+
+
+async def control(request: web.Request) -> web.Response:
+    """Set any of ``_CONTROL_KEYS``; ``spend_rate: null`` restores the scenario's rate."""
+    ctx = request.app[CONTEXT]
+    data = await _body(request)
+    if not isinstance(data, dict):
+        return _error("body must be a JSON object")
+    unknown = sorted(set(data) - _CONTROL_KEYS)
+    if unknown:
+        return _error(f"unknown key '{unknown[0]}'; known: {', '.join(sorted(_CONTROL_KEYS))}")
+    try:
+        _apply(ctx, data)
+    except (ValueError, InvalidOperation) as exc:
+        return _error(str(exc))
+    return wire.json_response(state_body(ctx))
+
+
+def _apply(ctx: SimContext, data: dict[str, Any]) -> None:
+    a, t = ctx.account, ctx.advance()
+    keys = ("balance", "topup_amount", "autoreload_threshold")
+    money = {k: _money(k, data[k]) for k in keys if k in data}
+    if "auto_reload" in data and not isinstance(data["auto_reload"], bool):
+        raise ValueError("auto_reload must be true or false")
+    fail = data.get("fail_payments", 0)
+    if isinstance(fail, bool) or not isinstance(fail, int) or fail < 0:
+        raise ValueError("fail_payments must be a non-negative integer")
+    rate = data.get("spend_rate")
+    rate_value = None if rate is None else _money("spend_rate", rate)
+    if rate_value is not None and rate_value < 0:
+        raise ValueError("spend_rate must not be negative")
+    # Everything validated: apply.
+    if "balance" in money:
+        a.set_balance(money["balance"], t)
+    if "topup_amount" in money:
+        a.topup_amount = money["topup_amount"]
+    if "autoreload_threshold" in money:
+        a.autoreload_threshold = money["autoreload_threshold"]
+    if "auto_reload" in data:
+        a.set_auto_reload(data["auto_reload"], t)
+    if "fail_payments" in data:
+        a.fail_payments = fail
+    if "spend_rate" in data:
+        a.set_spend_rate(rate_value, t)
+
+
+def _money(key: str, raw: object) -> Decimal:
+    if raw is None and key != "spend_rate":
+        raise ValueError(f"{key} must be a number")
+    if isinstance(raw, bool) or not isinstance(raw, int | Decimal | str):
+        raise ValueError(f"{key} must be a number")
+    value = Decimal(str(raw))
+    if not value.is_finite():
+        raise ValueError(f"{key} must be finite")
+    return value
+
+
+def add_control_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/_sim/state", get_state)
+    r.add_get("/_sim/faults", get_faults)
+    r.add_post("/_sim/faults", add_faults)
+    r.add_delete("/_sim/faults", clear_faults)
+    r.add_post("/_sim/control", control)

@@ -1,0 +1,108 @@
+"""Fault injection: make the next N calls of an endpoint fail the way networks and Vonage fail.
+
+Each kind says whether the change is applied (the part a money-safe client must get right):
+
+| kind              | answer                                         | applied? |
+|-------------------|------------------------------------------------|----------|
+| error_500_before  | 500 problem+json                               | no       |
+| error_500_after   | 500 problem+json                               | yes      |
+| timeout_after     | no answer for ``delay`` s, then the connection drops | yes |
+| reset_before      | connection reset                               | no       |
+| reset_after       | connection reset                               | yes      |
+| rate_limit        | 429 problem+json with ``Retry-After``          | no       |
+| malformed_json    | 200 with a truncated JSON body                 | yes      |
+| html_error        | 502 text/html error page (a proxy in the way)  | no       |
+| slow              | the normal answer, after ``delay`` s           | yes      |
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any, Literal, get_args
+
+FaultKind = Literal[
+    "error_500_before",
+    "error_500_after",
+    "timeout_after",
+    "reset_before",
+    "reset_after",
+    "rate_limit",
+    "malformed_json",
+    "html_error",
+    "slow",
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+ENDPOINTS = ("get-balance", "top-up", "settings", "secrets", "subaccounts", "balance-transfers")
+BEFORE_KINDS = frozenset({"error_500_before", "reset_before", "rate_limit", "html_error", "slow"})
+
+
+@dataclass(slots=True)
+class Fault:
+    """``count`` more calls of ``endpoint`` (or ``*``) fail with ``kind``."""
+
+    endpoint: str
+    kind: FaultKind
+    count: int = 1
+    retry_after: float = 1.0
+    delay: float = 30.0
+
+    @property
+    def before(self) -> bool:
+        """True when the fault replaces the call: the change is not applied."""
+        return self.kind in BEFORE_KINDS
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_fault(data: object) -> Fault:
+    """A fault from the control API's JSON; ValueError says what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = sorted(set(data) - {"endpoint", "kind", "count", "retry_after", "delay"})
+    if unknown:
+        raise ValueError(f"unknown key '{unknown[0]}'")
+    endpoint, kind = data.get("endpoint", "*"), data.get("kind")
+    if endpoint != "*" and endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be '*' or one of {', '.join(ENDPOINTS)}")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+    count, retry_after, delay = (
+        data.get("count", 1),
+        data.get("retry_after", 1.0),
+        data.get("delay", 30.0),
+    )
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError("count must be a positive integer")
+    for name, value in (("retry_after", retry_after), ("delay", delay)):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number")
+    return Fault(endpoint, kind, count, float(retry_after), float(delay))
+
+
+class FaultInjector:
+    """The active faults, consumed one call at a time; an exact endpoint wins over ``*``."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        self._faults.append(fault)
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    def active(self) -> list[dict[str, Any]]:
+        return [f.as_dict() for f in self._faults]
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The fault for this call of ``endpoint``, if any, spending one of its count."""
+        match = next((f for f in self._faults if f.endpoint == endpoint), None)
+        match = match or next((f for f in self._faults if f.endpoint == "*"), None)
+        if match is None:
+            return None
+        match.count -= 1
+        if match.count <= 0:
+            self._faults.remove(match)
+        return Fault(match.endpoint, match.kind, 1, match.retry_after, match.delay)
