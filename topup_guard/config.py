@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     top-ups; until then the guard tops up once at a time."""
     topup_latency: float = Field(5.0, ge=0, examples=["5"])
     """Seconds a top-up takes to show in the balance. Default 5."""
+    rate_window_short: float = Field(300.0, gt=0, examples=["300"])
+    """Seconds of history for the short-window spend rate (reacts to bursts). Default 300."""
+    rate_window_long: float = Field(3600.0, gt=0, examples=["3600"])
+    """Seconds of history for the long-window spend rate (steady demand). Default 3600."""
     safety_margin: float = Field(30.0, ge=0, examples=["30"])
     """Extra seconds of spend the guard keeps in hand beyond next poll + latency. Default 30."""
     settle_window: float = Field(60.0, gt=0, examples=["60"])
@@ -143,6 +147,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.rate_window_short > self.rate_window_long:
+            raise ValueError("rate_window_short: must not exceed TOPUP_GUARD_RATE_WINDOW_LONG")
         if self.poll_min > self.poll_interval:
             raise ValueError("poll_min: must not exceed TOPUP_GUARD_POLL_INTERVAL")
         if self.slack_token is not None and not self.slack_channel:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_set
 from topup_guard.engine import Engine
 from topup_guard.events import Event, Fanout, Outcome, PollCompleted, PollFailed, TopUpFinished
 from topup_guard.ledger.sqlite import SqliteLedger
+from topup_guard.logs import setup_logging
 from topup_guard.policy.decide import Action
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.scenario import Scenario, default_scenario
@@ -34,6 +36,7 @@ class LivePrinter:
         self._speed = speed
         self._clock = clock
         self._started = started
+        self._last_line = -1.0
 
     def _stamp(self) -> str:
         sim = (self._clock.now() - self._started) * self._speed
@@ -42,7 +45,14 @@ class LivePrinter:
     def emit(self, event: Event) -> None:
         if isinstance(event, PollCompleted):
             fc, d = event.forecast, event.decision
-            rate = f"{fc.rate * 60 / self._speed:6.2f} EUR/min" if fc else "   (learning)"
+            # One quiet line per simulated half minute is enough to follow; actions always show.
+            if (
+                d.action is Action.NOTHING
+                and self._clock.now() - self._last_line < 30 / self._speed
+            ):
+                return
+            self._last_line = self._clock.now()
+            rate = f"{fc.rate_short * 60 / self._speed:6.2f} EUR/min" if fc else "   (learning)"
             tte = fc.time_to_exhaustion * self._speed if fc else math.inf
             tte_text = "never" if math.isinf(tte) else f"{tte:5.0f} s"
             mark = {"top_up": "TOP UP", "warn": "WARN", "nothing": "ok"}[d.action.value]
@@ -85,6 +95,7 @@ def alone(scenario: Scenario, sim_seconds: float) -> SimAccount:
 
 
 async def run_demo(*, seconds: float, speed: float, out: TextIO) -> int:
+    setup_logging("text", "ERROR", stream=sys.stderr)  # the live view is the output here
     scenario = default_scenario()
     sim = await start_simulator("127.0.0.1", 0, scenario=scenario, speed=speed)
     clock = SystemClock()
@@ -103,6 +114,9 @@ async def run_demo(*, seconds: float, speed: float, out: TextIO) -> int:
                 "TOPUP_GUARD_POLL_INTERVAL": "3",
                 "TOPUP_GUARD_TOPUP_LATENCY": "0.3",
                 "TOPUP_GUARD_SAFETY_MARGIN": "1.5",
+                # The account runs 15x fast: 20 s and 4 min here are 5 min and 1 h of its time.
+                "TOPUP_GUARD_RATE_WINDOW_SHORT": str(300 / speed),
+                "TOPUP_GUARD_RATE_WINDOW_LONG": str(3600 / speed),
                 "TOPUP_GUARD_SETTLE_WINDOW": "4",
                 "TOPUP_GUARD_MAX_TOPUPS_PER_HOUR": "60",
                 "TOPUP_GUARD_MAX_TOPUPS_PER_DAY": "200",

@@ -73,7 +73,7 @@ class Engine:
         self.status = status or GuardStatus()
         self.status.dry_run = settings.dry_run
         self.status.poll_interval = settings.poll_interval
-        self.tracker = SpendTracker()
+        self.tracker = SpendTracker(settings.rate_window_short, settings.rate_window_long)
         self._pending_credit: Decimal | None = None
         self._poll_failures = 0
         self._learnt_amount: Decimal | None = None
@@ -96,8 +96,15 @@ class Engine:
     async def run(self, stop: asyncio.Event, *, until: float | None = None) -> None:
         """Poll until ``stop`` is set (or the clock reaches ``until``, for backtests)."""
         self.status.started_at = self._clock.now()
-        for result in await self.safe.reconcile():
-            self._after_topup(result)
+        try:
+            # Only the replica that may spend reconciles (as in every cycle): a watcher's epoch
+            # is fenced, so reconciling would crash it while the holder has a top-up in flight.
+            for r in await self.safe.reconcile():
+                self._after_topup(r)
+        except ValueError as exc:
+            # Shared store down at start: nobody may spend anyway; the cycle retries (and raises
+            # the condition) instead of the process exiting into a restart loop.
+            log.error("reconcile_deferred", extra={"error": str(exc)})
         self._sink.emit(
             Started(
                 policy=self._settings.masked(),
@@ -341,6 +348,9 @@ class Engine:
             )
         if not self._coord.healthy:
             active[Condition.COORDINATION_DOWN] = "the shared store is unreachable: nobody spends"
+        # Refreshed on every path (not only when a decision was made): a cycle that fails at
+        # the ledger must not leave /status saying this replica may spend.
+        self.status.may_spend = self._coord.may_spend()
         self.status.active_conditions = {c.value: d for c, d in active.items()}
         self._sink.emit(ConditionsChanged(wall=self._clock.wall(), active=active))
 
