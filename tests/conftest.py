@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 
 import pytest
 
+from tests.redisproc import REDIS_SERVER, RedisServer
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.sim import RunningSimulator, Scenario, SimCredentials, start_simulator
 
@@ -32,3 +33,18 @@ async def sim() -> AsyncIterator[RunningSimulator]:
         yield running
     finally:
         await running.stop()
+
+
+# A real redis-server per test (no persistence: a restart loses its data), for the coordination
+# and replicas tests; skipped only when the binary is missing. See tests/redisproc.py.
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A running redis-server on a free port, killed after the test."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(REDIS_SERVER)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -40,6 +40,10 @@ from topup_guard.topup import AccountAPI, SafeTopUp, TopUpRequest
 log = logging.getLogger("topup_guard.engine")
 
 
+class _StopRequested(Exception):
+    """Shutdown came while a poll read waited to retry: the read is dropped, nothing is lost."""
+
+
 class Engine:
     def __init__(
         self,
@@ -79,6 +83,7 @@ class Engine:
         self._learnt_amount: Decimal | None = None
         self._awaiting_credit: int | None = None  # attempt confirmed by the API, credit not seen
         self._learnt_for: tuple[int, Decimal] | None = None  # to record in the ledger
+        self._stop: asyncio.Event | None = None  # run()'s stop event, for stoppable reads
         self.safe = SafeTopUp(
             api,
             ledger,
@@ -95,13 +100,13 @@ class Engine:
     # --- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, until: float | None = None) -> None:
         """Poll until ``stop`` is set (or the clock reaches ``until``, for backtests)."""
+        self._stop = stop
         self.status.started_at = self._clock.now()
         try:
             # Only the replica that may spend reconciles (as in every cycle): a watcher's epoch
             # is fenced, so reconciling would crash it while the holder has a top-up in flight.
-            for r in await self.safe.reconcile():
-                self._after_topup(r)
-        except ValueError as exc:
+            await self._reconcile_strays(None)
+        except LedgerError as exc:
             # Shared store down at start: nobody may spend anyway; the cycle retries (and raises
             # the condition) instead of the process exiting into a restart loop.
             log.error("reconcile_deferred", extra={"error": str(exc)})
@@ -134,7 +139,9 @@ class Engine:
             started = self._clock.now()
             try:
                 with self._tracer.start_as_current_span("balance.read"):
-                    balance = await self.read_balance()
+                    balance = await self.read_balance(stoppable=True)
+            except _StopRequested:
+                return 0.0  # nothing was decided or spent; the loop sees ``stop`` and ends
             except VonageError as exc:
                 return self._poll_failed(exc)
             self._poll_failures = 0
@@ -169,14 +176,24 @@ class Engine:
             return next_in
 
     # --- steps -------------------------------------------------------------------------------
-    async def read_balance(self) -> Balance:
-        """A balance read, retried within bounds (reads are idempotent)."""
+    async def read_balance(self, *, stoppable: bool = False) -> Balance:
+        """A balance read, retried within bounds (reads are idempotent).
+
+        ``stoppable`` (the poll's own read): a shutdown ends the wait between retries with
+        ``_StopRequested`` instead of sitting out up to ``READ_POLICY.max_seconds`` of backoff.
+        A top-up's verification reads are never stoppable: they settle money already in flight.
+        """
+
+        async def sleep(seconds: float) -> None:
+            if await self._clock.sleep(seconds, wake=self._stop if stoppable else None):
+                raise _StopRequested
+
         return await retry.call(
             self._api.get_balance,
             name="get-balance",
             retryable=retry.read_is_retryable,
             policy=retry.READ_POLICY,
-            sleep=self._clock.sleep,
+            sleep=sleep,
         )
 
     def _observe(self, balance: Balance) -> Forecast | None:
@@ -335,7 +352,9 @@ class Engine:
         if decision is not None:
             if decision.blocked_by == "caps":
                 active[Condition.CAP_REACHED] = decision.reason
-            if decision.exhaustion_within_horizon and decision.action is Action.WARN:
+            # "Another replica will act" and "a top-up is being verified" are not alarms.
+            quiet = decision.blocked_by in ("not_leader", "in_flight")
+            if decision.exhaustion_within_horizon and decision.action is Action.WARN and not quiet:
                 active[Condition.EXHAUSTION_FORECAST] = decision.reason
         if self.status.breaker_open:
             active[Condition.BREAKER_OPEN] = "consecutive top-ups failed or went unconfirmed"
@@ -352,7 +371,10 @@ class Engine:
         # the ledger must not leave /status saying this replica may spend.
         self.status.may_spend = self._coord.may_spend()
         self.status.active_conditions = {c.value: d for c, d in active.items()}
-        self._sink.emit(ConditionsChanged(wall=self._clock.wall(), active=active))
+        # Account-wide conditions are announced by the replica that may spend (or by everyone
+        # while coordination is down): N sidecars must not send N copies of every alert.
+        if self.status.may_spend or not self._coord.healthy:
+            self._sink.emit(ConditionsChanged(wall=self._clock.wall(), active=active))
 
 
 def _finite(x: float) -> float:

@@ -1,85 +1,25 @@
-"""A real redis-server per test (127.0.0.1, free port, no persistence), stoppable for outages.
+"""Redis clients and keys for the lease and ledger tests.
 
-Skipped only when the binary is missing (CI installs it with apt: ``redis-server``).
+The ``redis_server`` fixture itself (a real redis-server per test) lives in ``tests/conftest.py``,
+shared with ``tests/replicas``; ``RedisServer`` is re-exported here for the tests that type it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
 
+from tests.redisproc import RedisServer
 from topup_guard.ledger.redis import redis_client
 from topup_guard.ledger.redis_lease import RedisKeys
 
-REDIS_SERVER = shutil.which("redis-server")
+__all__ = ["ACCOUNT", "RedisServer", "eventually"]
+
 ACCOUNT = "abcd1234"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """One redis-server process; ``stop()`` and ``start()`` simulate an outage on the same port."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert self._proc is None, "already running"
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self._proc = subprocess.Popen(
-            [self.binary, *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _answers_ping(self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"redis-server did not come up on port {self.port}")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.kill()
-        self._proc.wait(timeout=10)
-        self._proc = None
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A running redis-server, killed after the test."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(REDIS_SERVER)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -351,3 +351,15 @@ async def test_build_redis_coordination_shares_one_account_scoped_store(
         await coordinator.stop()
         await ledger.close()
     assert await redis_clients().exists(f"topup-guard:{{{ACCOUNT}}}:lease") == 0
+
+
+async def test_a_guard_started_after_the_loss_does_not_rearm_the_others(
+    ledger: RedisLedger, lease: RedisLease, redis_clients: Callable[[], Redis], keys: RedisKeys
+):
+    await begin(ledger, lease)
+    await redis_clients().flushall()
+    newcomer = RedisLedger(redis_clients(), keys)  # a pod started after the data loss
+
+    assert await newcomer.unresolved() == []  # it cannot know: for it the ledger starts anew
+    with pytest.raises(LedgerError, match="vanished"):
+        await ledger.unresolved()  # the guard that knew the lost attempt still refuses

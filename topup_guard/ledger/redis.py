@@ -18,7 +18,9 @@ Fencing, chosen as follows:
 
 Durability is Redis's: run it with ``appendonly yes`` (``appendfsync everysec`` or ``always``).
 If the ledger vanishes (a restart without persistence, a flush), every call raises LedgerError
-until the guards restart, because unresolved attempts may have been forgotten with it.
+until the guards restart, because unresolved attempts may have been forgotten with it. A guard
+started after the loss cannot know of it and starts a new ledger (a new generation in ``meta``);
+the guards that knew the old one keep refusing until they are restarted too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -80,17 +83,24 @@ class RedisLedger:
         self._begin = client.register_script(redis_scripts.BEGIN)
         self._transition = client.register_script(redis_scripts.TRANSITION)
         self._read = client.register_script(redis_scripts.READ)
-        self._ready = False
+        self._generation: str | None = None
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[str]) -> list[str]:
-        """Run one script; Redis trouble becomes LedgerError (no raw redis exception escapes)."""
+        """Run one script; Redis trouble becomes LedgerError (no raw redis exception escapes).
+
+        The ledger's generation (a random value in ``meta``, created by the first guard ever)
+        is read once per process and passed to every script as the last argument: the script
+        refuses ("vanished") unless ``meta`` still holds it. Comparing the value, not mere
+        existence, keeps the refusal in force when a guard started *after* the loss creates a
+        new ``meta``: the guards that knew the old ledger stay stopped until they restart.
+        """
         try:
             async with asyncio.timeout(self._timeout):
-                if not self._ready:
-                    # Mark the ledger initialised once per process; see "vanished" below.
-                    await self._client.set(self._keys.meta, "1", nx=True)
-                    self._ready = True
-                reply: list[str] = await script(keys=keys, args=args)
+                if self._generation is None:
+                    await self._client.set(self._keys.meta, secrets.token_hex(8), nx=True)
+                    self._generation = str(await self._client.get(self._keys.meta) or "")
+                generation = self._generation
+                reply: list[str] = await script(keys=keys, args=[*args, generation])
         except REDIS_DOWN as exc:
             raise LedgerError(
                 f"the shared ledger in Redis cannot be used ({type(exc).__name__}); "

@@ -6,20 +6,21 @@ Layout per account (all keys share the ``{account}`` hash tag, see ``RedisKeys``
 - ``attempts``    HASH attempt id -> JSON of the attempt as of its latest applied event.
 - ``open``        SET of unresolved attempt ids (PENDING or UNKNOWN): what ``begin`` refuses on.
 - ``created``     ZSET attempt id scored by creation wall time, for ``since``.
-- ``attempt-seq`` the last attempt id; ``meta`` marks the ledger as initialised.
+- ``attempt-seq`` the last attempt id; ``meta`` holds the ledger's generation (random, set once).
 
 Every value in the JSON is a string or null (Decimals and wall times as their exact string
 forms): Lua numbers are doubles and cjson prints 14 digits, so nothing numeric crosses it.
-Every script first checks ``meta``: if it vanished, Redis lost its data (restarted without
+Every script first checks ``meta`` against the generation the calling guard saw at its start
+(passed as the last ARGV): if it vanished or changed, Redis lost its data (restarted without
 persistence, flushed) and with it any unresolved attempt, so writes and reads refuse loudly.
 """
 
 from __future__ import annotations
 
 # KEYS: meta lease attempt-seq attempts open created events epoch
-# ARGV: fence prefix "<epoch>|<holder>|", dry run "1"/"0", created wall, attempt JSON.
+# ARGV: fence prefix "<epoch>|<holder>|", dry run "1"/"0", created wall, attempt JSON, generation.
 BEGIN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'vanished'} end
+if redis.call('GET', KEYS[1]) ~= ARGV[5] then return {'vanished'} end
 local lease = redis.call('GET', KEYS[2])
 if (not lease) or string.sub(lease, 1, #ARGV[1]) ~= ARGV[1] then
   return {'fenced', redis.call('GET', KEYS[8]) or '0'}
@@ -42,14 +43,15 @@ return {'ok', raw}
 """
 
 # KEYS: meta epoch attempts open events
-# ARGV: attempt id, new state, writer epoch, "1" if the new state is unresolved, patch JSON.
+# ARGV: attempt id, new state, writer epoch, "1" if the new state is unresolved, patch JSON,
+# generation.
 # Fencing: the writer must be the tenure that began the attempt (it may have spent the money and
 # must be able to say so after losing the lease) or the current epoch (the new holder reconciling).
 # A resolved attempt stays resolved, except UNCONFIRMED -> SUCCEEDED (a credit seen late is better
 # evidence): two guards racing to resolve one attempt cannot turn "paid" into "not seen". The
 # refused event is still appended to the stream, marked superseded, for the audit trail.
 TRANSITION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'vanished'} end
+if redis.call('GET', KEYS[1]) ~= ARGV[6] then return {'vanished'} end
 local raw = redis.call('HGET', KEYS[3], ARGV[1])
 if not raw then return {'missing'} end
 local a = cjson.decode(raw)
@@ -76,9 +78,10 @@ return {'ok', raw}
 """
 
 # KEYS: meta attempts open created attempt-seq
-# ARGV: "open" | "since" (ARGV[2] = wall) | "latest" (ARGV[2] = limit). One consistent snapshot.
+# ARGV: "open" | "since" (ARGV[2] = wall) | "latest" (ARGV[2] = limit), generation.
+# One consistent snapshot.
 READ = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'vanished'} end
+if redis.call('GET', KEYS[1]) ~= ARGV[3] then return {'vanished'} end
 local ids
 if ARGV[1] == 'open' then
   ids = redis.call('SMEMBERS', KEYS[3])
