@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,6 @@ from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_set
 from topup_guard.engine import Engine
 from topup_guard.events import Event, Fanout, Outcome, PollCompleted, PollFailed, TopUpFinished
 from topup_guard.ledger.sqlite import SqliteLedger
-from topup_guard.logs import setup_logging
 from topup_guard.policy.decide import Action
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.scenario import Scenario, default_scenario
@@ -95,7 +93,6 @@ def alone(scenario: Scenario, sim_seconds: float) -> SimAccount:
 
 
 async def run_demo(*, seconds: float, speed: float, out: TextIO) -> int:
-    setup_logging("text", "ERROR", stream=sys.stderr)  # the live view is the output here
     scenario = default_scenario()
     sim = await start_simulator("127.0.0.1", 0, scenario=scenario, speed=speed)
     clock = SystemClock()

@@ -86,5 +86,8 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from topup_guard.demo import run_demo
+    from topup_guard.logs import setup_logging
+
+    setup_logging("text", "ERROR", stream=sys.stderr)  # the live view is the output here
 
     return asyncio.run(run_demo(seconds=args.seconds, speed=args.speed, out=sys.stdout))
