@@ -321,8 +321,9 @@ def setup_telemetry(
     exporters: list[SpanExporter] = [_otlp_spans(env.traces)] if env.traces else []
     if span_exporter is not None:
         exporters.append(span_exporter)
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    if exporters:
+    # No destination for spans: a no-op tracer, so every poll does not build spans for nobody.
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False) if exporters else None
+    if tracer_provider is not None:
         batchers = [
             BatchSpanProcessor(
                 e,
@@ -340,7 +341,7 @@ def setup_telemetry(
     meter_provider = MeterProvider(
         metric_readers=readers, resource=resource, shutdown_on_exit=False
     )
-    if install_global:
+    if install_global and tracer_provider is not None:
         _install_global(tracer_provider)
     return Telemetry(
         env=env, tracer_provider=tracer_provider, meter_provider=meter_provider, pull_reader=pull
