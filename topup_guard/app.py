@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from topup_guard.clock import Clock, SystemClock
 from topup_guard.config import Settings
 from topup_guard.coordination import Coordinator, SoleGuard
 from topup_guard.engine import Engine
+from topup_guard.errors import ConfigError
 from topup_guard.events import Fanout
 from topup_guard.health import HealthServer
 from topup_guard.ledger.base import Ledger
@@ -50,7 +52,18 @@ class Guard:
         await self.coordinator.start()
         await self.slack.start()
         if self.health is not None:
-            await self.health.start()
+            try:
+                await self.health.start()
+            except OSError as exc:  # port taken or address not local: a setting to fix, exit 2
+                where = f"{self.health.host}:{self.health.port}"
+                why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+                raise ConfigError(
+                    [
+                        f"TOPUP_GUARD_HEALTH_PORT: cannot listen on {where} ({why}); choose a "
+                        "free port, or 0 to turn the health server off (for example "
+                        "TOPUP_GUARD_HEALTH_PORT=8080)"
+                    ]
+                ) from None
 
     async def stop(self) -> None:
         # Telemetry last, so the stop itself is recorded; each step bounded so exit never hangs.
@@ -98,6 +111,7 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         api_url=settings.api_url,
         timeout=settings.http_timeout,
         observer=telemetry.observe_call,
+        tracer=telemetry.tracer,
     )
     slack = SlackNotifier.from_settings(
         settings,

@@ -322,7 +322,9 @@ def setup_telemetry(
     if span_exporter is not None:
         exporters.append(span_exporter)
     # No destination for spans: a no-op tracer, so every poll does not build spans for nobody.
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False) if exporters else None
+    tracer_provider = (
+        TracerProvider(resource=resource, shutdown_on_exit=False) if exporters else None
+    )
     if tracer_provider is not None:
         batchers = [
             BatchSpanProcessor(

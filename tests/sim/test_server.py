@@ -351,6 +351,7 @@ async def _top_up_outcome(
             data={"trx": DEMO_TRX},
             auth=AUTH,
             timeout=aiohttp.ClientTimeout(total=0.3),
+            allow_redirects=False,
         ) as resp:
             return resp.status, resp.content_type, await resp.text()
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
@@ -371,6 +372,13 @@ async def _top_up_outcome(
         ("malformed_json", (200, "application/json"), True),
         ("html_error", (502, "text/html"), False),
         ("slow", (200, "application/json"), True),
+        ("empty_body", (200, "application/json"), True),
+        ("huge_body", (200, "application/json"), True),
+        ("value_string", (200, "application/json"), True),
+        ("value_nan", (200, "application/json"), True),
+        ("value_infinity", (200, "application/json"), True),
+        ("negative_balance", (200, "application/json"), True),
+        ("redirect", (302, "application/octet-stream"), False),
     ],
 )
 async def test_every_fault_kind_on_top_up(
@@ -389,6 +397,45 @@ async def test_every_fault_kind_on_top_up(
             json.loads(outcome[2])
     # the fault is spent: the next call is normal
     assert after["faults"] == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("empty_body", ""),
+        ("value_string", '{"value": "100.0", "autoReload": true}'),
+        ("value_nan", '{"value": NaN, "autoReload": true}'),
+        ("value_infinity", '{"value": Infinity, "autoReload": true}'),
+        ("negative_balance", '{"value": -100.0, "autoReload": true}'),
+    ],
+)
+async def test_balance_garbage_faults_send_exactly_this_body(
+    sim: RunningSimulator, http: aiohttp.ClientSession, kind: str, body: str
+) -> None:
+    await fault(http, sim, endpoint="get-balance", kind=kind)
+    async with http.get(sim.url + "/account/get-balance", auth=AUTH) as resp:
+        assert (resp.status, await resp.text()) == (200, body)
+    assert (await state(http, sim))["faults"] == []
+
+
+async def test_huge_body_fault_sends_megabytes(
+    sim: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    await fault(http, sim, endpoint="get-balance", kind="huge_body")
+    async with http.get(sim.url + "/account/get-balance", auth=AUTH) as resp:
+        raw = await resp.read()
+    assert len(raw) > 4 * 1024 * 1024
+    assert json.loads(raw)["value"] == 100
+
+
+async def test_redirect_fault_points_elsewhere_and_applies_nothing(
+    sim: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    await fault(http, sim, endpoint="get-balance", kind="redirect")
+    url = sim.url + "/account/get-balance"
+    async with http.get(url, auth=AUTH, allow_redirects=False) as resp:
+        assert resp.status == 302
+        assert resp.headers["Location"] != url
 
 
 async def test_rate_limit_says_when_to_retry(

@@ -7,6 +7,7 @@ both begin. Fencing across machines needs the Redis ledger; here the epoch is re
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from topup_guard.errors import LedgerError
 from topup_guard.ledger.base import Attempt, AttemptState, LedgerBusyError
 
+log = logging.getLogger("topup_guard.ledger")
 SCHEMA_VERSION = "1"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +49,12 @@ JOIN ledger_events l ON l.seq = (
     SELECT MAX(seq) FROM ledger_events x WHERE x.attempt_id = f.attempt_id)
 WHERE f.seq = (SELECT MIN(seq) FROM ledger_events y WHERE y.attempt_id = f.attempt_id)
 """
+
+
+# Filter on the latest state in SQL: a long-lived ledger holds thousands of resolved attempts, and
+# the loop asks for the open ones every cycle.
+_OPEN_STATES = tuple(s.value for s in AttemptState if s.unresolved)
+_OPEN = f"AND l.state IN ({', '.join('?' * len(_OPEN_STATES))})"
 
 
 def _dec(text: str | None) -> Decimal | None:
@@ -87,12 +95,23 @@ class SqliteLedger:
             db = sqlite3.connect(where, isolation_level=None, timeout=10.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            (had_schema,) = db.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'ledger_events'"
+            ).fetchone()
             db.executescript(_SCHEMA)
             (check,) = db.execute("PRAGMA quick_check").fetchone()
             if check != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed: {check}")
             self._bind(db, account)
         except sqlite3.DatabaseError as exc:
+            if "readonly" in str(exc):
+                # Not damage: moving the file aside (the advice below) would throw away the
+                # history the caps are computed from. Say what is actually wrong.
+                raise LedgerError(
+                    f"the ledger at {where} is read-only ({exc}); no top-up will happen. Make "
+                    "the file and its directory writable by the guard (keep the file: the caps "
+                    "are counted from it)"
+                ) from None
             raise LedgerError(
                 f"the ledger at {where} cannot be used ({exc}); no top-up will happen. "
                 "Move the file aside to keep it as evidence, check the account's recent "
@@ -100,9 +119,21 @@ class SqliteLedger:
             ) from None
         except OSError as exc:
             raise LedgerError(
-                f"the ledger at {where} cannot be opened ({exc.strerror}); set "
-                "TOPUP_GUARD_STATE_PATH to a writable path on a volume"
+                f"the ledger at {where} cannot be opened ({exc.strerror}); no top-up will "
+                "happen. Set TOPUP_GUARD_STATE_PATH to a writable path on a volume"
             ) from None
+        if not had_schema and where != ":memory:":
+            # A new ledger means no history: the hourly/daily caps and the breaker start from
+            # zero. Expected on a first start; after a lost volume or a deleted (or emptied)
+            # file it is the only trace that the caps were reset, so say it loudly.
+            log.warning(
+                "ledger_created",
+                extra={
+                    "path": where,
+                    "detail": "new empty ledger: caps and breaker restart from zero "
+                    "(expected on the first start only)",
+                },
+            )
         return db
 
     @staticmethod
@@ -145,7 +176,7 @@ class SqliteLedger:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                open_ = [a for a in self._attempts() if a.state.unresolved]
+                open_ = [a for a in self._attempts(_OPEN, _OPEN_STATES) if a.state.unresolved]
                 if open_ and not dry_run:
                     raise LedgerBusyError(
                         f"attempt {open_[0].attempt_id} is still {open_[0].state.value}"
@@ -212,7 +243,8 @@ class SqliteLedger:
         return self._attempts("AND f.attempt_id = ?", (attempt_id,))[0]
 
     async def unresolved(self) -> list[Attempt]:
-        return [a for a in self._attempts("ORDER BY f.attempt_id") if a.state.unresolved]
+        rows = self._attempts(f"{_OPEN} ORDER BY f.attempt_id", _OPEN_STATES)
+        return [a for a in rows if a.state.unresolved]
 
     async def since(self, wall: float) -> list[Attempt]:
         return self._attempts("AND f.wall >= ? ORDER BY f.attempt_id", (wall,))

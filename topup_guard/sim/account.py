@@ -165,12 +165,39 @@ class SimAccount(AccountExtras):
     def advance_to(self, t: float) -> None:
         """Consume demand and run auto-reload checks and pending credits up to time ``t``."""
         while True:
-            due = min(t, self._next_check, self._next_trace_time(), self._next_credit_time())
+            credit_at = self._next_credit_time()
+            if self.spend_rate_override is None and self.spend.idle:
+                # Only trace events between here and the next check or credit: serve them in one
+                # tight loop (a 6-hour trace is 21,600 of them). Same order as the general path.
+                self._drain_trace(min(t, self._next_check), credit_at)
+            due = min(t, self._next_check, self._next_trace_time(), credit_at)
             if due > self._now:
                 self._consume_scenario(self._now, due)
                 self._now = due
             if not self._fire_due() and due >= t:
                 return
+
+    def _drain_trace(self, limit: float, credit_at: float) -> None:
+        """Serve trace events at times <= ``limit`` and < ``credit_at`` (a credit due at the
+        same instant as an event lands first, as in ``_fire_due``). Only valid without scenario
+        spend, which would otherwise have to be billed between the events."""
+        trace, pos, end = self._trace, self._trace_pos, len(self._trace)
+        last = self._now
+        while pos < end:
+            when, eur = trace[pos]
+            if when > limit or when >= credit_at:
+                break
+            pos += 1
+            last = when
+            if eur <= self._balance and self._exhausted_since is None:
+                # _demand's common case, inlined: served, and no exhaustion to close.
+                self._balance -= eur
+                self.served_spend += eur
+                self.served_events += 1
+            else:
+                self._demand(when, eur, 1)
+        self._trace_pos = pos
+        self._now = max(self._now, last)
 
     def _next_trace_time(self) -> float:
         if self._trace_pos < len(self._trace):
@@ -178,15 +205,18 @@ class SimAccount(AccountExtras):
         return float("inf")
 
     def _next_credit_time(self) -> float:
-        return min((when for when, _ in self._pending), default=float("inf"))
+        if not self._pending:
+            return float("inf")
+        return min(when for when, _ in self._pending)
 
     def _fire_due(self) -> bool:
         """Apply everything due at or before ``now``: credits, then trace spend, then a check."""
         fired = False
-        for item in sorted(p for p in self._pending if p[0] <= self._now):
-            self._pending.remove(item)
-            self._credit(item[1])
-            fired = True
+        if self._pending:
+            for item in sorted(p for p in self._pending if p[0] <= self._now):
+                self._pending.remove(item)
+                self._credit(item[1])
+                fired = True
         while self._trace_pos < len(self._trace) and self._trace[self._trace_pos][0] <= self._now:
             t, eur = self._trace[self._trace_pos]
             self._trace_pos += 1
@@ -199,6 +229,8 @@ class SimAccount(AccountExtras):
         return fired
 
     def _consume_scenario(self, t0: float, t1: float) -> None:
+        if self.spend_rate_override is None and self.spend.idle:
+            return  # nothing to bill; the carry stays as it is (a zero rate leaves it too)
         if self.spend_rate_override is not None:
             segments: Iterable[tuple[float, float, Decimal]] = [(t0, t1, self.spend_rate_override)]
         else:

@@ -13,6 +13,18 @@ Each kind says whether the change is applied (the part a money-safe client must 
 | malformed_json    | 200 with a truncated JSON body                 | yes      |
 | html_error        | 502 text/html error page (a proxy in the way)  | no       |
 | slow              | the normal answer, after ``delay`` s           | yes      |
+| empty_body        | 200 with an empty body                         | yes      |
+| huge_body         | 200 with a JSON body of several MB             | yes      |
+| value_string      | 200 ``{"value": "12.5", ...}`` (a string)      | yes      |
+| value_nan         | 200 ``{"value": NaN, ...}`` (not JSON)         | yes      |
+| value_infinity    | 200 ``{"value": Infinity, ...}`` (not JSON)    | yes      |
+| negative_balance  | 200 ``{"value": -12.5, ...}``: a postpaid debt | yes      |
+| redirect          | 302 to another URL (a proxy or a misrouted host) | no     |
+
+The ``value_*`` kinds and ``negative_balance`` answer a balance-shaped body on any endpoint (on
+``top-up`` that is a 200 without ``error-code`` "200": garbage). ``negative_balance`` is the one
+legitimate answer among them — postpaid accounts go below zero — and shows the real balance
+mirrored below zero (``-|balance|``, ``-1.0`` at zero), so a client must accept it as a balance.
 """
 
 from __future__ import annotations
@@ -31,10 +43,23 @@ FaultKind = Literal[
     "malformed_json",
     "html_error",
     "slow",
+    "empty_body",
+    "huge_body",
+    "value_string",
+    "value_nan",
+    "value_infinity",
+    "negative_balance",
+    "redirect",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 ENDPOINTS = ("get-balance", "top-up", "settings", "secrets", "subaccounts", "balance-transfers")
-BEFORE_KINDS = frozenset({"error_500_before", "reset_before", "rate_limit", "html_error", "slow"})
+BEFORE_KINDS = frozenset(
+    {"error_500_before", "reset_before", "rate_limit", "html_error", "slow", "redirect"}
+)
+# Kinds that replace a handled answer's body: the change is applied, the answer is spoilt.
+BODY_KINDS = frozenset(
+    {"empty_body", "huge_body", "value_string", "value_nan", "value_infinity", "negative_balance"}
+)
 
 
 @dataclass(slots=True)

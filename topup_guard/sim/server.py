@@ -34,7 +34,7 @@ from topup_guard.sim import wire
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.context import CONTEXT, SimContext
 from topup_guard.sim.control import add_control_routes
-from topup_guard.sim.faults import Fault
+from topup_guard.sim.faults import BODY_KINDS, Fault
 from topup_guard.sim.routes import (
     ENDPOINTS,
     REQUEST_ID,
@@ -121,6 +121,9 @@ async def _answer(
         return response, str(response.status)
     if kind == "error_500_after":
         return wire.problem("internal-error", rid, "Please try again later"), "500"
+    if kind in BODY_KINDS:  # applied; the answer's body is garbage (or a postpaid debt)
+        account = ctx.account
+        return wire.garbage_body(kind, account.balance, account.auto_reload), "200"
     if kind == "malformed_json":
         body = response.body if isinstance(response, web.Response) else None
         raw = bytes(body) if isinstance(body, bytes | bytearray) else b""
@@ -145,6 +148,8 @@ def _before_fault(request: web.Request, fault: Fault, rid: str) -> tuple[web.Res
         return response, "429"
     if fault.kind == "html_error":
         return wire.html_error_page(), "502"
+    if fault.kind == "redirect":
+        return wire.redirect(), "302"
     _abort(request)  # reset_before
     return web.Response(status=500), "reset"
 

@@ -57,6 +57,11 @@ class SpendProfile:
             cuts = {c for c in cuts if 0 < c < repeat_every} | {repeat_every}
         self._cuts = sorted(c for c in cuts if math.isfinite(c))
 
+    @property
+    def idle(self) -> bool:
+        """True when the profile never demands anything (a trace-only backtest account)."""
+        return not self._spans
+
     def rate_at(self, t: float) -> Decimal:
         """EUR/s demanded at simulated time ``t``."""
         u = self._pattern_time(t)

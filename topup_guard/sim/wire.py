@@ -128,3 +128,40 @@ def html_error_page() -> web.Response:
         "<body><center><h1>502 Bad Gateway</h1></center></body></html>"
     )
     return web.Response(text=page, status=502, content_type="text/html")
+
+
+HUGE_BODY_BYTES = 4 * 1024 * 1024
+"""Size of the ``huge_body`` fault's answer: far beyond any real Vonage answer (and the client's
+1 MiB cap), small enough for a test to send many times."""
+
+
+def garbage_body(kind: str, balance: Decimal, auto_reload: bool) -> web.Response:
+    """A 200 for the body-spoiling fault kinds (see ``faults.py``), built from the real balance.
+
+    ``NaN`` and ``Infinity`` are written literally (Python's ``json`` does; RFC 8259 does not
+    allow them), which is what a careless server behind a proxy really sends.
+    """
+    flag = "true" if auto_reload else "false"
+    if kind == "empty_body":
+        return web.Response(body=b"", status=200, content_type="application/json")
+    if kind == "huge_body":
+        pad = "x" * HUGE_BODY_BYTES
+        text = f'{{"value": {decimal_text(balance)}, "autoReload": {flag}, "pad": "{pad}"}}'
+    elif kind == "value_string":
+        text = f'{{"value": "{decimal_text(balance)}", "autoReload": {flag}}}'
+    elif kind == "value_nan":
+        text = f'{{"value": NaN, "autoReload": {flag}}}'
+    elif kind == "value_infinity":
+        text = f'{{"value": Infinity, "autoReload": {flag}}}'
+    elif kind == "negative_balance":
+        negative = -abs(balance) if balance != 0 else Decimal("-1")
+        text = f'{{"value": {decimal_text(negative)}, "autoReload": {flag}}}'
+    else:
+        raise ValueError(f"not a body fault: {kind}")
+    return web.Response(text=text, status=200, content_type="application/json")
+
+
+def redirect(location: str = "http://127.0.0.1:9/moved") -> web.Response:
+    """A 302 elsewhere. The target is a closed local port: a client that wrongly follows it
+    fails at once and never reaches the internet."""
+    return web.Response(status=302, headers={"Location": location})

@@ -9,7 +9,8 @@ failure after which resending is provably safe).
 
 Layers: :mod:`.payloads` builds request bodies, :mod:`.transport` does the one HTTP exchange,
 :mod:`.errormap` decides whether the answer is an error, :mod:`.parsing` turns a success into
-model values. Only this module and :mod:`.transport` import aiohttp.
+model values, :mod:`.spans` wraps each call in an OpenTelemetry client span (method, path, host
+and status only). Only this module and :mod:`.transport` import aiohttp.
 
 Credentials travel only in the ``Authorization: Basic`` header — never in a URL, a body, a log
 line, an exception message or ``repr``.
@@ -27,6 +28,8 @@ from typing import Self, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 from yarl import URL
 
 from topup_guard.errors import InvalidSecretError
@@ -38,7 +41,7 @@ from topup_guard.model import (
     SubaccountsOverview,
     Transfer,
 )
-from topup_guard.vonage import errormap, parsing, payloads, transport
+from topup_guard.vonage import errormap, parsing, payloads, spans, transport
 from topup_guard.vonage.parsing import Exchange, Response
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,7 @@ class VonageClient:
         timeout: float = 10.0,
         session: aiohttp.ClientSession | None = None,
         observer: Observer | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if not api_key or not api_secret:
             raise ValueError("api_key and api_secret are required")
@@ -124,6 +128,8 @@ class VonageClient:
         self._owns_session = session is None
         self._closed = False
         self._observer = observer
+        # The global tracer by default, so a Telemetry set up later still receives the spans.
+        self._tracer = tracer or trace.get_tracer("topup_guard")
 
     @property
     def api_key(self) -> str:
@@ -308,32 +314,37 @@ class VonageClient:
         success: Collection[int] = (200,),
         redact: Sequence[str] = (),
     ) -> T:
-        """Send, map the answer onto the exception tree, parse; report once to the observer."""
+        """Send, map the answer onto the exception tree, parse; report once to the observer.
+
+        Each call is one client span (``spans.client_span``): method, path and host only.
+        """
         started = time.perf_counter()
         status: int | None = None
         request_id: str | None = None
         outcome = "ok"
-        try:
-            resp = await self._send(method, base, path, form, json_body, params)
-            status, request_id = resp.status, resp.request_id
-            ctx = Exchange(method, path, status, request_id)
-            doc = errormap.check(
-                resp,
-                ctx,
-                endpoint=endpoint,
-                success=success,
-                redact=(self._secret.value, *redact),
-                now=time.time(),
-            )
-            return parse(doc, ctx)
-        except BaseException as exc:
-            outcome = type(exc).__name__
-            raise
-        finally:
-            record = CallRecord(
-                endpoint, method, status, outcome, time.perf_counter() - started, request_id
-            )
-            self._report(record)
+        with spans.client_span(self._tracer, method, base, path) as span:
+            try:
+                resp = await self._send(method, base, path, form, json_body, params)
+                status, request_id = resp.status, resp.request_id
+                spans.set_status_code(span, status)
+                ctx = Exchange(method, path, status, request_id)
+                doc = errormap.check(
+                    resp,
+                    ctx,
+                    endpoint=endpoint,
+                    success=success,
+                    redact=(self._secret.value, *redact),
+                    now=time.time(),
+                )
+                return parse(doc, ctx)
+            except BaseException as exc:
+                outcome = type(exc).__name__
+                raise
+            finally:
+                record = CallRecord(
+                    endpoint, method, status, outcome, time.perf_counter() - started, request_id
+                )
+                self._report(record)
 
     async def _send(
         self,

@@ -1,0 +1,101 @@
+"""Markdown for the results: the same text is printed and written to ``bench/RESULTS.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from bench.backtests import REPLAY_GOAL_S, Throughput, TraceResult
+from bench.footprint import CPU_GOAL_MS, READY_GOAL_S, RSS_GOAL_MB, Footprint
+from topup_guard.backtest import POLICIES, PolicyResult
+
+_ROWS: list[tuple[str, Callable[[PolicyResult], str]]] = [
+    ("failed_spend (EUR)", lambda r: f"{r.failed_spend:.2f}"),
+    ("failed_events", lambda r: str(r.failed_events)),
+    ("exhausted_seconds", lambda r: f"{r.exhausted_seconds:.0f}"),
+    ("topups", lambda r: str(r.topups)),
+    ("autoreloads", lambda r: str(r.autoreloads)),
+    ("api_calls", lambda r: str(r.api_calls)),
+    ("api_calls per hour", lambda r: f"{r.api_calls_per_hour:.0f}"),
+    ("mean_balance (EUR)", lambda r: f"{r.mean_balance:.2f}"),
+]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def backtest_section(result: TraceResult) -> str:
+    r = result.report
+    rows = [[label, *(fmt(r.policies[p]) for p in POLICIES)] for label, fmt in _ROWS]
+    goals = "\n".join(f"- {g.verdict}: {g.name} ({g.detail})" for g in result.goals)
+    return "\n".join(
+        [
+            f"### {result.name}",
+            "",
+            f"{r.events} events over {r.duration_s / 3600:.2f} h, total_spend "
+            f"{r.total_spend:.2f} EUR, min_topups {r.min_topups}.",
+            "",
+            table(["", *POLICIES], rows),
+            "",
+            goals,
+            f"- Feasibility: {result.feasibility.line()}.",
+        ]
+    )
+
+
+def throughput_section(runs: Sequence[Throughput]) -> str:
+    rows = [
+        [
+            t.name,
+            str(t.events),
+            f"{t.replay_s:.2f}",
+            f"{t.events_per_s:,.0f}",
+            f"{t.cli_s:.2f}",
+            verdict(t.passed),
+        ]
+        for t in runs
+    ]
+    header = [
+        "trace",
+        "events",
+        "replay s (3 policies, best of 3)",
+        "events/s",
+        "CLI wall s",
+        f"CLI < {REPLAY_GOAL_S:g} s",
+    ]
+    return table(header, rows)
+
+
+def footprint_section(f: Footprint) -> str:
+    ready = ", ".join(f"{s:.2f}" for s in f.ready_runs)
+    rows = [
+        [
+            f"RSS after {f.idle_s:g} s idle (default polling)",
+            f"{f.rss_mb:.1f} MB (peak {f.peak_rss_mb:.1f} MB)",
+            f"<= {RSS_GOAL_MB:g} MB after 300 s",
+            verdict(f.rss_mb <= RSS_GOAL_MB) + ("" if f.idle_s >= 300 else " (shortened)"),
+        ],
+        [
+            f"CPU per poll cycle (0.5 s polls, {f.cpu_window_s:g} s, {f.polls} polls)",
+            f"{f.cpu_ms_per_poll:.2f} ms",
+            f"<= {CPU_GOAL_MS:g} ms",
+            verdict(f.cpu_ms_per_poll <= CPU_GOAL_MS),
+        ],
+        [
+            f"start to /readyz 200 (median of {len(f.ready_runs)}: {ready} s)",
+            f"{f.ready_median_s:.2f} s",
+            f"<= {READY_GOAL_S:g} s",
+            verdict(f.ready_median_s <= READY_GOAL_S),
+        ],
+    ]
+    return table(["measure", "result", "goal", "verdict"], rows)

@@ -1,0 +1,30 @@
+"""``python -m bench`` stays runnable: its backtest table on a short trace (the bench itself is not
+part of ``make test``; ``make bench`` runs it)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from bench.backtests import backtest_table, peak_spend
+from bench.report import backtest_section
+from tests.backtest.helpers import steady_rows, write_scenario, write_trace
+
+
+def test_bench_backtest_table_judges_every_goal(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path, steady_rows(seconds=1800), name="short.csv")
+    result = backtest_table(trace, write_scenario(tmp_path))
+    assert result.name == "short"
+    assert [g.verdict for g in result.goals] == ["PASS"] * 4, result.goals
+    assert result.feasibility.fits
+    text = backtest_section(result)
+    assert "| failed_spend (EUR) | 0.00" in text
+    assert "Feasibility: peak spend in any 7.3 s" in text
+
+
+def test_peak_spend_is_the_largest_total_in_any_window() -> None:
+    events = [(0.0, Decimal(1)), (1.0, Decimal(2)), (5.0, Decimal(4)), (6.0, Decimal(1))]
+    assert peak_spend(events, 2.0) == Decimal(5)  # t=5 and t=6
+    assert peak_spend(events, 5.0) == Decimal(6)  # [1, 6): 2 + 4
+    assert peak_spend(events, 6.0) == Decimal(7)  # [1, 7): 2 + 4 + 1
+    assert peak_spend(events, 7.0) == Decimal(8)
