@@ -81,6 +81,7 @@ class Engine:
         self._pending_credit: Decimal | None = None
         self._poll_failures = 0
         self._learnt_amount: Decimal | None = None
+        self._local_spend = limits.LocalSpend()  # caps on the monotonic clock too
         self._awaiting_credit: int | None = None  # attempt confirmed by the API, credit not seen
         self._learnt_for: tuple[int, Decimal] | None = None  # to record in the ledger
         self._stop: asyncio.Event | None = None  # run()'s stop event, for stoppable reads
@@ -223,7 +224,9 @@ class Engine:
         wall = self._clock.wall()
         attempts = await self._ledger.since(wall - limits.DAY)
         unresolved = await self._ledger.unresolved()
-        use = limits.usage(attempts, wall, dry_run=self._settings.dry_run)
+        use = self._local_spend.merged(
+            limits.usage(attempts, wall, dry_run=self._settings.dry_run), self._clock.now()
+        )
         amount = self.topup_amount(attempts)
         breaker = limits.breaker_open(use, self.limits, wall)
         state = GuardState(
@@ -315,6 +318,10 @@ class Engine:
 
     def _after_topup(self, result: TopUpFinished) -> None:
         self.status.last_topup = result
+        if result.outcome in (Outcome.SUCCEEDED, Outcome.UNCONFIRMED) or (
+            result.outcome is Outcome.DRY_RUN and self._settings.dry_run
+        ):
+            self._local_spend.record(self._clock.now(), result.credited or result.expected_amount)
         self._sink.emit(result)
         if result.outcome is Outcome.SUCCEEDED:
             credit = result.credited or result.expected_amount

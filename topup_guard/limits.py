@@ -56,6 +56,31 @@ def usage(attempts: Sequence[Attempt], now_wall: float, *, dry_run: bool = False
     return Usage(len(hour), len(day), amount, failures, last_failure)
 
 
+class LocalSpend:
+    """This process's own top-ups on the monotonic clock: a second count the wall clock can't
+    move. A wall clock jumping forward would age the ledger's entries and let the hour cap allow
+    another hour's worth; taking the larger of the two counts closes that (within one process).
+    """
+
+    def __init__(self) -> None:
+        self._spent: list[tuple[float, Decimal]] = []
+
+    def record(self, now: float, amount: Decimal | None) -> None:
+        self._spent.append((now, amount or Decimal(0)))
+        self._spent = [(t, a) for t, a in self._spent if t >= now - DAY]
+
+    def merged(self, u: Usage, now: float) -> Usage:
+        hour = sum(1 for t, _ in self._spent if t >= now - HOUR)
+        day = [a for t, a in self._spent if t >= now - DAY]
+        return Usage(
+            last_hour=max(u.last_hour, hour),
+            last_day=max(u.last_day, len(day)),
+            amount_last_day=max(u.amount_last_day, sum(day, Decimal(0))),
+            consecutive_failures=u.consecutive_failures,
+            last_failure_wall=u.last_failure_wall,
+        )
+
+
 def breaker_open(u: Usage, limits: Limits, now_wall: float) -> bool:
     """Open after N consecutive failures; after the cooldown one trial is allowed (half-open)."""
     if u.consecutive_failures < limits.breaker_threshold:
