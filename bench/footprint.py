@@ -169,10 +169,13 @@ def cpu_seconds(pid: int) -> float:
     """CPU time of every thread of ``pid``, in ns precision from schedstat where available
     (utime/stime in /proc/<pid>/stat count whole clock ticks: 10 ms, too coarse per poll)."""
     try:
-        return sum(
-            int((task / "schedstat").read_text().split()[0])
-            for task in Path(f"/proc/{pid}/task").iterdir()
-        ) / 1e9
+        return (
+            sum(
+                int((task / "schedstat").read_text().split()[0])
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            )
+            / 1e9
+        )
     except (OSError, ValueError, IndexError):
         pass
     stat = Path(f"/proc/{pid}/stat").read_text()

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from bench.backtests import REPLAY_GOAL_S, Throughput, TraceResult
 from bench.footprint import CPU_GOAL_MS, READY_GOAL_S, RSS_GOAL_MB, Footprint
-from topup_guard.backtest import POLICIES, PolicyResult
-
-_ROWS: list[tuple[str, Callable[[PolicyResult], str]]] = [
-    ("failed_spend (EUR)", lambda r: f"{r.failed_spend:.2f}"),
-    ("failed_events", lambda r: str(r.failed_events)),
-    ("exhausted_seconds", lambda r: f"{r.exhausted_seconds:.0f}"),
-    ("topups", lambda r: str(r.topups)),
-    ("autoreloads", lambda r: str(r.autoreloads)),
-    ("api_calls", lambda r: str(r.api_calls)),
-    ("api_calls per hour", lambda r: f"{r.api_calls_per_hour:.0f}"),
-    ("mean_balance (EUR)", lambda r: f"{r.mean_balance:.2f}"),
-]
+from topup_guard.backtest import METRIC_ROWS, POLICIES
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -36,7 +25,7 @@ def verdict(passed: bool) -> str:
 
 def backtest_section(result: TraceResult) -> str:
     r = result.report
-    rows = [[label, *(fmt(r.policies[p]) for p in POLICIES)] for label, fmt in _ROWS]
+    rows = [[label, *(fmt(r.policies[p]) for p in POLICIES)] for label, fmt in METRIC_ROWS]
     goals = "\n".join(f"- {g.verdict}: {g.name} ({g.detail})" for g in result.goals)
     return "\n".join(
         [

@@ -348,22 +348,26 @@ def backtest(
     )
 
 
+# How each metric is shown, shared by the table here and the benchmark report.
+METRIC_ROWS: list[tuple[str, Callable[[PolicyResult], str]]] = [
+    ("failed_spend (EUR)", lambda r: f"{r.failed_spend:.2f}"),
+    ("failed_events", lambda r: str(r.failed_events)),
+    ("exhausted_seconds", lambda r: f"{r.exhausted_seconds:.0f}"),
+    ("topups", lambda r: str(r.topups)),
+    ("autoreloads", lambda r: str(r.autoreloads)),
+    ("api_calls", lambda r: str(r.api_calls)),
+    ("api_calls per hour", lambda r: f"{r.api_calls_per_hour:.0f}"),
+    ("mean_balance (EUR)", lambda r: f"{r.mean_balance:.2f}"),
+]
+
+
 def render_table(report: BacktestReport) -> str:
     cols = list(POLICIES)
-    rows = [
-        ("failed_spend (EUR)", lambda r: f"{r.failed_spend:.2f}"),
-        ("failed_events", lambda r: str(r.failed_events)),
-        ("exhausted_seconds", lambda r: f"{r.exhausted_seconds:.0f}"),
-        ("topups", lambda r: str(r.topups)),
-        ("autoreloads", lambda r: str(r.autoreloads)),
-        ("api_calls", lambda r: str(r.api_calls)),
-        ("api_calls per hour", lambda r: f"{r.api_calls_per_hour:.0f}"),
-        ("mean_balance (EUR)", lambda r: f"{r.mean_balance:.2f}"),
-    ]
+    rows = METRIC_ROWS
     width = max(len(label) for label, _ in rows) + 2
     out = [" " * width + "".join(f"{c:>18}" for c in cols)]
     for label, fmt in rows:
-        cells = "".join(f"{fmt(report.policies[c]):>18}" for c in cols)  # type: ignore[no-untyped-call]
+        cells = "".join(f"{fmt(report.policies[c]):>18}" for c in cols)
         out.append(f"{label:<{width}}{cells}")
     out.append(
         f"trace: {report.events} events over {report.duration_s / 3600:.2f} h, total_spend "

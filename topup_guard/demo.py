@@ -75,18 +75,8 @@ class LivePrinter:
 
 def alone(scenario: Scenario, sim_seconds: float) -> SimAccount:
     """The same scenario with Vonage's auto-reload only, for comparison."""
-    account = SimAccount(
-        api_key=DEMO_API_KEY,
-        api_secret=DEMO_API_SECRET,
-        trx=DEMO_TRX,
-        balance=scenario.initial_balance,
-        topup_amount=scenario.topup_amount,
-        autoreload_threshold=scenario.autoreload_threshold,
-        check_min_s=scenario.autoreload_check_min_s,
-        check_max_s=scenario.autoreload_check_max_s,
-        seed=scenario.seed,
-        spend=scenario.spend_profile(),
-        message_price=scenario.message_price,
+    account = SimAccount.from_scenario(
+        scenario, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, trx=DEMO_TRX
     )
     account.advance_to(sim_seconds)
     return account
