@@ -24,9 +24,6 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -267,25 +264,28 @@ class _MetricsSink:
 
 
 # --- construction -------------------------------------------------------------------------------
-def _compression(name: str) -> Compression:
-    return Compression(name)
-
-
+# The OTLP exporters (protobuf, requests) are imported only when an endpoint is configured.
 def _otlp_spans(cfg: SignalExport) -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
     return OTLPSpanExporter(
         endpoint=cfg.endpoint,
         headers=cfg.headers,
         timeout=cfg.timeout_s,
-        compression=_compression(cfg.compression),
+        compression=Compression(cfg.compression),
     )
 
 
 def _otlp_metrics(cfg: SignalExport, interval_s: float) -> MetricReader:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
     exporter = OTLPMetricExporter(
         endpoint=cfg.endpoint,
         headers=cfg.headers,
         timeout=cfg.timeout_s,
-        compression=_compression(cfg.compression),
+        compression=Compression(cfg.compression),
     )
     return PeriodicExportingMetricReader(
         exporter,

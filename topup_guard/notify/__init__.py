@@ -1,11 +1,11 @@
 """Slack notifications: what the guard did and why, for the people who run it.
 
 ``messages`` turns events into Block Kit messages (pure), ``conditions`` de-duplicates condition
-alerts, ``transport`` speaks to Slack, and ``SlackNotifier`` ties them into a non-blocking sink.
+alerts, ``transport`` speaks to Slack, and ``SlackNotifier`` ties them into a non-blocking sink. ``transport`` (and slack_sdk) is
+imported only when Slack is configured.
 """
 
 from topup_guard.notify.messages import SlackMessage, render
 from topup_guard.notify.slack import SlackNotifier
-from topup_guard.notify.transport import SlackSendError
 
-__all__ = ["SlackMessage", "SlackNotifier", "SlackSendError", "render"]
+__all__ = ["SlackMessage", "SlackNotifier", "render"]

@@ -14,18 +14,19 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from topup_guard.clock import Clock, SystemClock
 from topup_guard.config import Settings
 from topup_guard.events import ConditionsChanged, Event, Outcome, TopUpFinished
 from topup_guard.notify.conditions import ConditionTracker
 from topup_guard.notify.messages import SlackMessage, render, topup
-from topup_guard.notify.transport import (
-    SLACK_API_URL,
-    Transport,
-    WebApiTransport,
-    WebhookTransport,
-)
+
+if TYPE_CHECKING:
+    from topup_guard.notify.transport import Transport
+
+# slack_sdk is imported only when Slack is configured (transport.py): ~5 MB less for everyone else.
+SLACK_API_URL = "https://slack.com/api/"
 
 log = logging.getLogger("topup_guard.notify")
 
@@ -87,6 +88,8 @@ class SlackNotifier:
         on_dropped: Hook | None = None,
     ) -> SlackNotifier:
         """The webhook if set, else the bot token and channel, else a no-op notifier."""
+        from topup_guard.notify.transport import WebApiTransport, WebhookTransport
+
         transport: Transport | None = None
         secrets: tuple[str, ...] = ()
         if settings.slack_webhook_url is not None:
