@@ -175,7 +175,8 @@ class LogSink:
 
     def emit(self, event: Event) -> None:
         if isinstance(event, PollCompleted):
-            self._log.debug("poll", extra=_poll_fields(event))
+            if self._log.isEnabledFor(logging.DEBUG):  # every poll: skip building unused fields
+                self._log.debug("poll", extra=_poll_fields(event))
         elif isinstance(event, PollFailed):
             self._log.warning(
                 "poll_failed", extra={"error_type": event.error_type, "error": event.message}
