@@ -37,8 +37,10 @@ class SystemClock:
             return False
         if wake.is_set():
             return True
+        # asyncio.timeout, not wait_for: no extra task per sleep (this runs every poll).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=max(0.0, seconds))
+            async with asyncio.timeout(max(0.0, seconds)):
+                await wake.wait()
         return wake.is_set()
 
 
