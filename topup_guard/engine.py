@@ -202,7 +202,7 @@ class Engine:
         if self._pending_credit is not None:
             self.tracker.note_expected_credit(self._pending_credit)
             self._pending_credit = None
-        before = self.tracker.forecast(now)
+        before = self.tracker.forecast(now) if self._awaiting_credit is not None else None
         credit = self.tracker.add(BalanceSample(now, balance.value))
         if credit is not None and self._awaiting_credit is not None and before is not None:
             # Vonage confirmed a top-up whose credit had not shown yet: the rise, plus what was
