@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import aiohttp
 import pytest
 
 from topup_guard.config import DEMO_API_KEY
@@ -29,19 +28,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("TOPUP_GUARD_", "VONAGE_")):
             monkeypatch.delenv(name)
-
-
-async def sim_post(sim: RunningSimulator, path: str, body: object) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.post(sim.url + path, json=body) as r:
-        assert r.status == 200, await r.text()
-        data: dict[str, Any] = await r.json()
-        return data
-
-
-async def sim_state(sim: RunningSimulator) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.get(sim.url + "/_sim/state") as r:
-        data: dict[str, Any] = await r.json()
-        return data
 
 
 def secret_ids(sim: RunningSimulator) -> list[str]:

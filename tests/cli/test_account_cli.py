@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.cli.helpers import FakeTty, Run, sim_post, sim_state
+from tests.cli.helpers import FakeTty, Run
+from tests.simctl import sim_post, sim_state
 from topup_guard.sim import RunningSimulator
 
 pytestmark = pytest.mark.usefixtures("account_env")

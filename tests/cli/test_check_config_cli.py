@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.cli.helpers import Run, clean_env, sim_post
+from tests.cli.helpers import Run, clean_env
+from tests.simctl import sim_post
 from topup_guard.cli import main
 from topup_guard.cli.check import policy_findings
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_settings

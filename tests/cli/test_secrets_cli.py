@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import Run, secret_ids, sim_post
+from tests.cli.helpers import Run, secret_ids
+from tests.simctl import sim_post
 from topup_guard.cli.account_secrets import generate_secret
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET
 from topup_guard.sim import RunningSimulator

@@ -11,9 +11,9 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
-import aiohttp
 import pytest
 
+from tests.simctl import inject_fault
 from topup_guard import retry
 from topup_guard.clock import SystemClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_settings
@@ -36,11 +36,6 @@ CASES: dict[str, tuple[dict[str, float], list[AttemptState]]] = {
     "html_error": ({}, [AttemptState.UNCONFIRMED, AttemptState.SUCCEEDED]),
     "slow": ({"delay": 0.3}, [AttemptState.SUCCEEDED]),
 }
-
-
-async def inject(sim: RunningSimulator, **fault: object) -> None:
-    async with aiohttp.ClientSession() as s, s.post(f"{sim.url}/_sim/faults", json=fault) as r:
-        assert r.status == 200, await r.text()
 
 
 async def guard_until_healthy(
@@ -88,7 +83,7 @@ async def test_account_receives_exactly_the_intended_top_up(
     options, expected_states = CASES[kind]
     sim.account.set_balance(Decimal("8"), sim.account.now)  # below the 10 EUR floor
     sim.account.set_spend_rate(Decimal("0.01"), sim.account.now)  # and being spent
-    await inject(sim, endpoint="top-up", kind=kind, count=1, **options)
+    await inject_fault(sim, endpoint="top-up", kind=kind, count=1, **options)
 
     events, ledger = await guard_until_healthy(sim, tmp_path)
 

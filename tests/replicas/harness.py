@@ -26,6 +26,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.redisproc import free_port
+from tests.simctl import sim_state
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.ledger.redis_lease import RedisKeys
 from topup_guard.sim import RunningSimulator, Scenario
@@ -193,17 +194,6 @@ async def eventually(
             pytest.fail(f"not within {within} s: {what}{seen}")
         await asyncio.sleep(every)
     return time.monotonic() - start
-
-
-async def sim_control(sim: RunningSimulator, body: dict[str, Any]) -> None:
-    async with aiohttp.ClientSession() as s, s.post(sim.url + "/_sim/control", json=body) as r:
-        assert r.status == 200, await r.text()
-
-
-async def sim_state(sim: RunningSimulator) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s, s.get(sim.url + "/_sim/state") as r:
-        data: dict[str, Any] = await r.json()
-        return data
 
 
 async def lease_value(redis: Redis) -> str | None:

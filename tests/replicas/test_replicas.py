@@ -47,9 +47,8 @@ from tests.replicas.harness import (
     ledger_attempts,
     open_attempts,
     settled,
-    sim_control,
-    sim_state,
 )
+from tests.simctl import sim_control, sim_state
 from topup_guard.sim import RunningSimulator
 
 pytestmark = pytest.mark.slow

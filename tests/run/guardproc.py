@@ -168,19 +168,6 @@ async def get(url: str) -> tuple[int, str]:
         return r.status, await r.text()
 
 
-async def sim_post(sim: RunningSimulator, path: str, body: object) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.post(sim.url + path, json=body) as r:
-        assert r.status == 200, await r.text()
-        data: dict[str, Any] = await r.json()
-        return data
-
-
-async def sim_state(sim: RunningSimulator) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.get(sim.url + "/_sim/state") as r:
-        data: dict[str, Any] = await r.json()
-        return data
-
-
 def ledger_states(path: Path) -> list[tuple[int, str]]:
     """Every (attempt_id, state) event the child wrote, oldest first, read-only."""
     if not path.exists():

@@ -27,17 +27,10 @@ import pytest
 
 from tests.conftest import QUIET_SCENARIO
 from tests.otlp_receiver import Receiver
-from tests.run.guardproc import (
-    GuardProcess,
-    free_port,
-    get,
-    guard_env,
-    sim_post,
-    sim_state,
-    until,
-)
+from tests.run.guardproc import GuardProcess, free_port, get, guard_env, until
 from tests.run.slack_receiver import SlackReceiver
 from tests.run.test_observability_e2e import otel_env
+from tests.simctl import sim_post, sim_state
 from topup_guard import redact
 from topup_guard.config import load_settings
 from topup_guard.errors import VonageError

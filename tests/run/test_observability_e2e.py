@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.otlp_receiver import Receiver
-from tests.run.guardproc import GuardProcess, guard_env, sim_post, until
+from tests.run.guardproc import GuardProcess, guard_env, until
 from tests.run.slack_receiver import SlackReceiver
+from tests.simctl import sim_post
 from topup_guard.config import DEMO_API_SECRET, DEMO_TRX
 from topup_guard.sim import RunningSimulator
 

@@ -12,16 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.run.guardproc import (
-    GuardProcess,
-    free_port,
-    get,
-    guard_env,
-    ledger_states,
-    sim_post,
-    sim_state,
-    until,
-)
+from tests.run.guardproc import GuardProcess, free_port, get, guard_env, ledger_states, until
+from tests.simctl import sim_post, sim_state
 from topup_guard.sim import RunningSimulator
 
 SECRET = "DemoSecret1"  # the simulator's demo secret: must never be printed

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.run.guardproc import sim_post
+from tests.simctl import sim_post
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.errors import ServerError
 from topup_guard.sim import RunningSimulator
