@@ -171,7 +171,9 @@ class Engine:
             )
             self._conditions(balance, decision, attempts)
             next_in = decision.next_poll_in
-            if decision.action is Action.TOP_UP or decision.blocked_by == "dry_run":
+            # A dry run records what it would have charged, only when it would really top up.
+            would = decision.blocked_by == "dry_run" and decision.wanted > 0
+            if decision.action is Action.TOP_UP or would:
                 await self._act(balance, forecast, decision)
                 next_in = self.params.poll_min  # look again soon: did it land, is more needed?
             return next_in
@@ -294,7 +296,7 @@ class Engine:
         return self._learnt_amount
 
     async def _act(self, balance: Balance, forecast: Forecast | None, decision: Decision) -> None:
-        count = decision.count if decision.action is Action.TOP_UP else max(decision.wanted, 1)
+        count = decision.count if decision.action is Action.TOP_UP else decision.wanted
         before = balance.value
         amount = self.topup_amount(await self._ledger.since(self._clock.wall() - limits.DAY))
         for _ in range(count):

@@ -233,3 +233,13 @@ async def test_stop_wakes_the_sleep_and_reports_stopped(tmp_path: Path) -> None:
     await asyncio.wait_for(task, timeout=2)
     assert isinstance(rig.events.events[0], Started)
     assert isinstance(rig.events.events[-1], Stopped)
+
+
+async def test_dry_run_records_nothing_while_a_top_up_is_not_yet_due(tmp_path: Path) -> None:
+    # 200 EUR at 0.2 EUR/s runs out in ~1000 s, inside a 1200 s horizon: worth a warning in a
+    # dry run, but the floor is far away, so a real guard would not top up yet and the dry run
+    # must not record that it would have.
+    rig = Rig(tmp_path, account(rate="0.2", balance="200"), dry_run="true", horizon="1200")
+    await rig.run_for(120)
+    assert rig.topups() == []
+    assert Condition.EXHAUSTION_FORECAST in rig.conditions_seen()
