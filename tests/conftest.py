@@ -2,14 +2,72 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from aiohttp import ClientResponse, StreamReader
+from aiohttp.client_proto import ResponseHandler
 
 from tests.redisproc import REDIS_SERVER, RedisServer
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.sim import RunningSimulator, Scenario, SimCredentials, start_simulator
+
+
+def _aioresponses_compat() -> None:
+    """Make aioresponses 0.7.9 work on aiohttp >= 3.14 (pnuckowski/aioresponses#289).
+
+    aiohttp 3.14 made ``ClientResponse(stream_writer=...)`` a required argument, which
+    aioresponses does not pass. A mocked response was never written to a socket, so a writer
+    that reports zero bytes sent is the truthful stand-in. Self-gating: inert on an aiohttp (or
+    an aioresponses release) that does not need it. We stay on aiohttp 3.14 for its security
+    fixes (README).
+    """
+    if "stream_writer" not in inspect.signature(ClientResponse.__init__).parameters:
+        return
+    import aioresponses.core
+
+    original = aioresponses.core.RequestMatch._build_response
+
+    def build(self: Any, *args: Any, **kwargs: Any) -> Any:
+        response_class = kwargs.get("response_class") or ClientResponse
+        kwargs["response_class"] = _with_stream_writer(response_class)
+        return original(self, *args, **kwargs)
+
+    aioresponses.core.RequestMatch._build_response = build  # type: ignore[method-assign]
+
+    # A mocked body larger than the reader's limit makes aiohttp 3.14 pause the (absent)
+    # socket; there is nothing to pause, so the stand-in protocol ignores it.
+    class _NoSocket(ResponseHandler):
+        def pause_reading(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def resume_reading(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    def reader(loop: Any = None) -> StreamReader:
+        return StreamReader(_NoSocket(loop=loop), limit=2**16, loop=loop)
+
+    aioresponses.core.stream_reader_factory = reader  # type: ignore[attr-defined]
+
+
+class _NothingSent:
+    output_size = 0
+
+
+def _with_stream_writer(cls: type[ClientResponse]) -> type[ClientResponse]:
+    class Compat(cls):  # type: ignore[valid-type, misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("stream_writer", _NothingSent())
+            super().__init__(*args, **kwargs)
+
+    return Compat
+
+
+_aioresponses_compat()
+
 
 # A simulated account that spends nothing unless a test says so (POST /_sim/control
 # {"spend_rate": ...}), credits top-ups at once and answers without latency.

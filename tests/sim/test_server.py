@@ -17,9 +17,16 @@ from tests.conftest import DEMO_CREDENTIALS, QUIET_SCENARIO
 from topup_guard.clock import VirtualClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.sim import RunningSimulator, start_simulator
+from topup_guard.vonage.payloads import basic_authorization
 
-AUTH = aiohttp.BasicAuth(DEMO_API_KEY, DEMO_API_SECRET)
-BAD_AUTH = aiohttp.BasicAuth(DEMO_API_KEY, "WrongSecret1")
+
+def basic_auth(key: str, secret: str) -> dict[str, str]:
+    """Request headers carrying HTTP Basic credentials (aiohttp 3.14 deprecates BasicAuth)."""
+    return {"Authorization": basic_authorization(key, secret)}
+
+
+AUTH = basic_auth(DEMO_API_KEY, DEMO_API_SECRET)
+BAD_AUTH = basic_auth(DEMO_API_KEY, "WrongSecret1")
 PROBLEM = "application/problem+json"
 SECRETS = f"/accounts/{DEMO_API_KEY}/secrets"
 SUBS = f"/accounts/{DEMO_API_KEY}/subaccounts"
@@ -38,14 +45,15 @@ async def call(
     method: str,
     path: str,
     *,
-    auth: aiohttp.BasicAuth | None = AUTH,
+    auth: dict[str, str] | None = AUTH,
     **kw: Any,
 ) -> tuple[int, str, Any, Mapping[str, str]]:
-    async with http.request(method, sim.url + path, auth=auth, **kw) as resp:
+    headers = {**(auth or {}), **kw.pop("headers", {})}
+    async with http.request(method, sim.url + path, headers=headers, **kw) as resp:
         text = await resp.text()
         is_json = resp.content_type.endswith("json")
         body = json.loads(text, parse_float=Decimal) if text and is_json else text or None
-        return resp.status, resp.content_type, body, dict(resp.headers)
+        return resp.status, resp.content_type, body, resp.headers.copy()  # case-insensitive
 
 
 async def state(http: aiohttp.ClientSession, sim: RunningSimulator) -> dict[str, Any]:
@@ -81,7 +89,7 @@ async def test_balance_is_an_exact_number_with_at_most_eight_decimals(
     sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     await control(http, sim, balance="29.182022934")
-    async with http.get(sim.url + "/account/get-balance", auth=AUTH) as resp:
+    async with http.get(sim.url + "/account/get-balance", headers=AUTH) as resp:
         assert await resp.text() == '{"value": 29.18202293, "autoReload": true}'
 
 
@@ -173,7 +181,7 @@ async def test_settings_without_fields_returns_current_and_bad_method_is_400(
     assert "httpForwardMethod" in body["invalid_parameters"]
 
 
-@pytest.mark.parametrize("auth", [BAD_AUTH, aiohttp.BasicAuth("nobody00", DEMO_API_SECRET), None])
+@pytest.mark.parametrize("auth", [BAD_AUTH, basic_auth("nobody00", DEMO_API_SECRET), None])
 @pytest.mark.parametrize(
     ("method", "path"),
     [("GET", "/account/get-balance"), ("POST", "/account/top-up"), ("POST", "/account/settings")],
@@ -228,7 +236,7 @@ async def test_secret_lifecycle(sim: RunningSimulator, http: aiohttp.ClientSessi
         created,
     )
     # the new secret authenticates too
-    new_auth = aiohttp.BasicAuth(DEMO_API_KEY, "Another123")
+    new_auth = basic_auth(DEMO_API_KEY, "Another123")
     assert (await call(http, sim, "GET", "/account/get-balance", auth=new_auth))[0] == 200
 
     status, _, body, _ = await call(http, sim, "DELETE", f"{SECRETS}/{first['id']}", auth=new_auth)
@@ -349,7 +357,7 @@ async def _top_up_outcome(
         async with http.post(
             sim.url + "/account/top-up",
             data={"trx": DEMO_TRX},
-            auth=AUTH,
+            headers=AUTH,
             timeout=aiohttp.ClientTimeout(total=0.3),
             allow_redirects=False,
         ) as resp:
@@ -413,7 +421,7 @@ async def test_balance_garbage_faults_send_exactly_this_body(
     sim: RunningSimulator, http: aiohttp.ClientSession, kind: str, body: str
 ) -> None:
     await fault(http, sim, endpoint="get-balance", kind=kind)
-    async with http.get(sim.url + "/account/get-balance", auth=AUTH) as resp:
+    async with http.get(sim.url + "/account/get-balance", headers=AUTH) as resp:
         assert (resp.status, await resp.text()) == (200, body)
     assert (await state(http, sim))["faults"] == []
 
@@ -422,7 +430,7 @@ async def test_huge_body_fault_sends_megabytes(
     sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     await fault(http, sim, endpoint="get-balance", kind="huge_body")
-    async with http.get(sim.url + "/account/get-balance", auth=AUTH) as resp:
+    async with http.get(sim.url + "/account/get-balance", headers=AUTH) as resp:
         raw = await resp.read()
     assert len(raw) > 4 * 1024 * 1024
     assert json.loads(raw)["value"] == 100
@@ -433,7 +441,7 @@ async def test_redirect_fault_points_elsewhere_and_applies_nothing(
 ) -> None:
     await fault(http, sim, endpoint="get-balance", kind="redirect")
     url = sim.url + "/account/get-balance"
-    async with http.get(url, auth=AUTH, allow_redirects=False) as resp:
+    async with http.get(url, headers=AUTH, allow_redirects=False) as resp:
         assert resp.status == 302
         assert resp.headers["Location"] != url
 

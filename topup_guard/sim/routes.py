@@ -30,7 +30,7 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "/accounts/{api_key}/subaccounts/{sub_key}": ("subaccounts", "api"),
     "/accounts/{api_key}/balance-transfers": ("balance-transfers", "api"),
 }
-REQUEST_ID = "sim_request_id"
+REQUEST_ID = web.RequestKey("sim_request_id", str)
 
 
 def request_id(request: web.Request) -> str:

@@ -120,7 +120,7 @@ class VonageClient:
             raise ValueError("timeout must be positive")
         self._api_key = api_key
         self._secret = _Hidden(api_secret)
-        self._auth = _Hidden(aiohttp.BasicAuth(api_key, api_secret).encode())
+        self._auth = _Hidden(payloads.basic_authorization(api_key, api_secret))
         self._rest_url = _base_url(rest_url, "rest_url")
         self._api_url = _base_url(api_url, "api_url")
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))

@@ -7,6 +7,7 @@ emit a ``Decimal`` as a number, and a float would round the amount.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from decimal import Decimal
@@ -55,3 +56,12 @@ def transfer_json(from_key: str, to_key: str, amount: Decimal, reference: str | 
     if reference is not None:
         parts.append(f'"reference": {json.dumps(reference)}')
     return "{" + ", ".join(parts) + "}"
+
+
+def basic_authorization(api_key: str, api_secret: str) -> str:
+    """The ``Authorization`` header value for HTTP Basic auth (RFC 7617, UTF-8).
+
+    Built here rather than with ``aiohttp.BasicAuth``, which aiohttp 3.14 deprecates.
+    """
+    token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
+    return f"Basic {token}"
