@@ -238,6 +238,8 @@ class InProcessAccount:
 
 
 def _account(scenario: Scenario, trace: list[tuple[float, Decimal]]) -> SimAccount:
+    # Not SimAccount.from_scenario: here the trace is the only demand (no scenario spend), and
+    # the top-up latency is applied by InProcessAccount, not as a credit delay.
     return SimAccount(
         api_key=DEMO_API_KEY,
         api_secret=DEMO_API_SECRET,
