@@ -106,3 +106,26 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def _ours(task: Any) -> bool:
+    """A task running this project's code (test servers' own handler tasks are their business)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "/topup_guard/" in code.co_filename
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves this project's asyncio tasks running: a leaked task is a loop,
+    socket or retry that would keep a real guard busy after it believes it stopped (as kopf's
+    test suite checks)."""
+    import asyncio
+
+    before = set(asyncio.all_tasks())
+    yield
+    await asyncio.sleep(0)  # let tasks that are finishing finish
+    leaked = [
+        t for t in asyncio.all_tasks() - before
+        if t is not asyncio.current_task() and not t.done() and _ours(t)
+    ]  # fmt: skip
+    assert not leaked, f"tasks left running: {[t.get_coro() for t in leaked]}"
