@@ -28,9 +28,15 @@ from topup_guard.logs import LogSink, register_secret, setup_logging
 from topup_guard.notify.slack import SlackNotifier
 from topup_guard.status import GuardStatus
 from topup_guard.telemetry import Telemetry, setup_telemetry
+from topup_guard.topup import AccountAPI, SafeTopUp
 from topup_guard.vonage.client import VonageClient
 
 log = logging.getLogger("topup_guard.app")
+# SIGTERM to exit within 10 s, whatever is in flight: the loop gets this long to finish a POST
+# on the wire, then it is cancelled (its PENDING entry is settled by the next start), and the
+# rest of the shutdown is bounded by what is left.
+SHUTDOWN_LOOP_GRACE = 5.0
+SHUTDOWN_STEP_TIMEOUT = 1.5
 
 
 @dataclass
@@ -67,19 +73,14 @@ class Guard:
 
     async def stop(self) -> None:
         # Telemetry last, so the stop itself is recorded; each step bounded so exit never hangs.
-        with contextlib.suppress(Exception):
-            await self.coordinator.stop()
-        with contextlib.suppress(Exception):
-            await self.slack.stop(timeout=5.0)
+        steps = [self.coordinator.stop(), self.slack.stop(timeout=SHUTDOWN_STEP_TIMEOUT)]
         if self.health is not None:
+            steps.append(self.health.stop())
+        steps += [self.client.close(), self.ledger.close(), self.telemetry.aclose()]
+        for step in steps:
             with contextlib.suppress(Exception):
-                await self.health.stop()
-        with contextlib.suppress(Exception):
-            await self.client.close()
-        with contextlib.suppress(Exception):
-            await self.ledger.close()
-        with contextlib.suppress(Exception):
-            await self.telemetry.aclose()
+                async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT):
+                    await step
 
 
 def build_coordinator(settings: Settings) -> tuple[Coordinator, Ledger]:
@@ -93,6 +94,27 @@ def build_coordinator(settings: Settings) -> tuple[Coordinator, Ledger]:
         extra={"detail": "no TOPUP_GUARD_REDIS_URL: only ONE replica of the guard may run"},
     )
     return SoleGuard(), SqliteLedger(settings.state_path, account=settings.api_key or "")
+
+
+def build_safe_topup(
+    settings: Settings,
+    api: AccountAPI,
+    coordinator: Coordinator,
+    ledger: Ledger,
+    clock: Clock,
+    tracer: trace.Tracer | None = None,
+) -> SafeTopUp:
+    """The one path that charges the card: the guard's loop and the CLI's ``top-up`` alike."""
+    settings.require("trx")
+    return SafeTopUp(
+        api,
+        ledger,
+        coordinator,
+        clock,
+        trx=settings.secret("trx"),
+        dry_run=settings.dry_run,
+        tracer=tracer,
+    )
 
 
 def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
@@ -122,6 +144,8 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
     )
     status = GuardStatus()
     sinks = Fanout([LogSink(), telemetry.sink, slack])
+    tracer = telemetry.tracer if hasattr(telemetry, "tracer") else trace.get_tracer("topup_guard")
+    safe = build_safe_topup(settings, client, coordinator, ledger, clock, tracer)
     engine = Engine(
         api=client,
         ledger=ledger,
@@ -130,10 +154,9 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         sink=sinks,
         status=status,
         coordinator=coordinator,
-        tracer=telemetry.tracer
-        if hasattr(telemetry, "tracer")
-        else trace.get_tracer("topup_guard"),
+        tracer=tracer,
         account_label=settings.api_key or "",
+        safe=safe,
     )
     health = None
     if settings.health_port:
@@ -161,7 +184,20 @@ async def run_guard(settings: Settings, *, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(sig, stop.set)
     try:
         await guard.start()
-        await guard.engine.run(stop)
+        loop_task = asyncio.create_task(guard.engine.run(stop), name="topup-guard-loop")
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({loop_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not loop_task.done():
+            # Stop requested: a POST on the wire may finish; nothing waits for verification.
+            await asyncio.wait({loop_task}, timeout=SHUTDOWN_LOOP_GRACE)
+        if not loop_task.done():
+            log.warning("shutdown_cut_short", extra={
+                "detail": "a top-up request was still on the wire; its ledger entry stays "
+                "open and is settled by the balance at the next start"})  # fmt: skip
+            loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
     finally:
         await guard.stop()
     return 0

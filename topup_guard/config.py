@@ -84,8 +84,16 @@ class Settings(BaseSettings):
     safety_margin: float = Field(30.0, ge=0, examples=["30"])
     """Extra seconds of spend the guard keeps in hand beyond next poll + latency. Default 30."""
     settle_window: float = Field(60.0, gt=0, examples=["60"])
-    """Seconds to look for the credit step after an ambiguous top-up before calling it
-    unconfirmed. Default 60."""
+    """Upper bound in seconds on watching for the credit of an ambiguous top-up before calling
+    it unconfirmed; the guard watches for a few times the credit latency it has observed
+    (at least `TOPUP_GUARD_TOPUP_LATENCY`), at most this. Default 60."""
+    on_doubt: Literal["topup", "wait"] = Field("topup", examples=["topup"])
+    """While an ambiguous top-up is unsettled: `topup` tops up again (a new attempt, within the
+    caps) when the balance would reach the floor before verification ends; `wait` never does.
+    Default topup."""
+    max_plausible_balance: Decimal = Field(Decimal("1000000"), gt=0, examples=["1000000"])
+    """EUR beyond which a balance answer is a misread (counted and alerted, never believed).
+    Default 1000000."""
     max_topups_per_hour: int = Field(4, ge=0, examples=["4"])
     """Most top-ups in any rolling hour (counted from the ledger). Default 4."""
     max_topups_per_day: int = Field(24, ge=0, examples=["24"])
@@ -170,7 +178,7 @@ class Settings(BaseSettings):
     # --- helpers --------------------------------------------------------------------------
     def require(self, *fields: str) -> None:
         """Raise ConfigError naming every listed field that is unset."""
-        missing = [f for f in fields if getattr(self, f) in (None, "")]
+        missing = [f for f in fields if _blank(getattr(self, f))]
         if missing:
             raise ConfigError([_problem(f, "is required but not set") for f in missing])
 
@@ -193,6 +201,12 @@ class Settings(BaseSettings):
                 shown = str(value).lower() if isinstance(value, bool) else str(value)
             out[env_name(name)] = shown
         return out
+
+
+def _blank(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _is_secret(info: FieldInfo) -> bool:
@@ -226,11 +240,21 @@ def _gather(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
             continue
         if path:
             try:
-                values[field] = Path(path).read_text(encoding="utf-8").strip()
+                text = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 problems.append(
                     f"{name}_FILE: cannot read {path} ({exc.strerror or exc.__class__.__name__})"
                     f" (for example {name}_FILE=/run/secrets/{field})"
+                )
+                continue
+            if text:
+                values[field] = text
+            else:
+                # An empty secret is a missing one: sent, it would fail (or, as a trx, leave a
+                # phantom attempt); say so now, naming the variable.
+                problems.append(
+                    f"{name}_FILE: {path} is empty, so {name} is missing; put the value in the"
+                    f" file (for example {name}_FILE=/run/secrets/{field})"
                 )
         elif direct not in (None, ""):
             values[field] = direct

@@ -1,15 +1,20 @@
-"""The loop: poll → forecast → decide → act. It owns no I/O details itself.
+"""The loop: poll → judge → settle → forecast → decide → act. It owns no I/O details itself.
 
-Everything it talks to is injected (the account API, the ledger, the coordinator, the clock, the
-event sink), so ``run``, the backtest and the demo execute this very code. The period does not
-drift: each poll is scheduled from the previous poll's *scheduled* start. Shutdown wakes the sleep;
-a top-up in flight is finished (or left for reconciliation) before the loop exits.
+Everything it talks to is injected (the account API, the safe top-up and its ledger, the
+coordinator, the clock, the event sink), so ``run``, the backtest and the demo execute this very
+code. Each room is its own module: readings are judged by ``policy/readings.py``, credits settled
+by ``settling.py`` (evidence from ``policy/credits.py``), spend forecast by ``policy/forecast.py``,
+the decision made by ``policy/decide.py``, money moved by ``topup.py``; the loop only sequences
+them. The period does not drift: each poll is scheduled from the previous poll's *scheduled*
+start. Shutdown wakes the sleep and never waits for a top-up's verification: an attempt still in
+doubt stays UNKNOWN in the ledger, for the next start (or lease holder) to settle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from decimal import Decimal
 
 from opentelemetry import trace
@@ -23,7 +28,6 @@ from topup_guard.events import (
     Condition,
     ConditionsChanged,
     EventSink,
-    Outcome,
     PollCompleted,
     PollFailed,
     Started,
@@ -32,16 +36,25 @@ from topup_guard.events import (
 )
 from topup_guard.ledger.base import Attempt, AttemptState, Ledger
 from topup_guard.model import Balance, BalanceSample
+from topup_guard.policy.credits import LatencyModel
 from topup_guard.policy.decide import Action, Decision, GuardState, PolicyParams, decide
 from topup_guard.policy.forecast import Forecast, SpendTracker
+from topup_guard.policy.readings import Judged, Kind, ReadingJudge
+from topup_guard.settling import Settlement
 from topup_guard.status import GuardStatus
-from topup_guard.topup import AccountAPI, SafeTopUp, TopUpRequest
+from topup_guard.topup import AccountAPI, SafeTopUp, SendOutcome, TopUpRequest
 
 log = logging.getLogger("topup_guard.engine")
 
 
 class _StopRequested(Exception):
     """Shutdown came while a poll read waited to retry: the read is dropped, nothing is lost."""
+
+
+# A reading held as an outlier is confirmed this soon (seconds, at most POLL_MIN).
+CONFIRM_DELAY = 1.0
+# A one-off debit stays reported this long (seconds).
+LUMP_REPORT_S = 600.0
 
 
 class Engine:
@@ -57,6 +70,7 @@ class Engine:
         coordinator: Coordinator | None = None,
         tracer: trace.Tracer | None = None,
         account_label: str = "",
+        safe: SafeTopUp | None = None,
     ) -> None:
         self._api = api
         self._ledger = ledger
@@ -78,39 +92,44 @@ class Engine:
         self.status.dry_run = settings.dry_run
         self.status.poll_interval = settings.poll_interval
         self.tracker = SpendTracker(settings.rate_window_short, settings.rate_window_long)
-        self._pending_credit: Decimal | None = None
+        self.judge = ReadingJudge(settings.max_plausible_balance)
         self._poll_failures = 0
-        self._learnt_amount: Decimal | None = None
         self._local_spend = limits.LocalSpend()  # caps on the monotonic clock too
-        self._awaiting_credit: int | None = None  # attempt confirmed by the API, credit not seen
-        self._learnt_for: tuple[int, Decimal] | None = None  # to record in the ledger
-        self._stop: asyncio.Event | None = None  # run()'s stop event, for stoppable reads
-        self.safe = SafeTopUp(
+        self._stop: asyncio.Event | None = None  # run()'s stop event, for stoppable waits
+        # Built in the composition root (app.py) and injected; built here only for tests and
+        # the backtest, which have no root of their own.
+        self.safe = safe or SafeTopUp(
             api,
             ledger,
             self._coord,
             clock,
             trx=settings.trx.get_secret_value() if settings.trx else "",
-            read_balance=self.read_balance,
-            settle_window=settings.settle_window,
-            verify_interval=settings.poll_min,
             dry_run=settings.dry_run,
             tracer=self._tracer,
         )
+        self.latency = LatencyModel(settings.topup_latency, settings.settle_window,
+                                    settings.poll_min)  # fmt: skip
+        self.settlement = Settlement(
+            self.safe,
+            clock,
+            self.latency,
+            configured_amount=settings.topup_amount,
+            settle_window=settings.settle_window,
+        )
+        self._believed: BalanceSample | None = None
+        self._last_dry_run = -math.inf
+        self._misread_detail: str | None = None
+        self._held = False
 
     # --- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, until: float | None = None) -> None:
-        """Poll until ``stop`` is set (or the clock reaches ``until``, for backtests)."""
+        """Poll until ``stop`` is set (or the clock reaches ``until``, for backtests).
+
+        Attempts an earlier run left unresolved are settled by the polls themselves (the first
+        reading is evidence too), so a restart never delays the first poll.
+        """
         self._stop = stop
         self.status.started_at = self._clock.now()
-        try:
-            # Only the replica that may spend reconciles (as in every cycle): a watcher's epoch
-            # is fenced, so reconciling would crash it while the holder has a top-up in flight.
-            await self._reconcile_strays(None)
-        except LedgerError as exc:
-            # Shared store down at start: nobody may spend anyway; the cycle retries (and raises
-            # the condition) instead of the process exiting into a restart loop.
-            log.error("reconcile_deferred", extra={"error": str(exc)})
         self._sink.emit(
             Started(
                 policy=self._settings.masked(),
@@ -148,10 +167,11 @@ class Engine:
             self._poll_failures = 0
             read_took = self._clock.now() - started
             span.set_attribute("balance.eur", float(balance.value))
-            forecast = self._observe(balance)
             try:
-                await self._record_learnt_amount()
-                await self._reconcile_strays(forecast)
+                forecast = await self._observe(balance)
+                await self._adopt_orphans(forecast)
+                for event in await self.settlement.expire():
+                    self._announce(event)
                 decision, attempts = await self._decide(balance, forecast)
             except LedgerError as exc:
                 # Without a readable ledger no cap or in-flight check is possible: never spend.
@@ -171,11 +191,14 @@ class Engine:
             )
             self._conditions(balance, decision, attempts)
             next_in = decision.next_poll_in
-            # A dry run records what it would have charged, only when it would really top up.
-            would = decision.blocked_by == "dry_run" and decision.wanted > 0
-            if decision.action is Action.TOP_UP or would:
+            if self._held:
+                # Money never moves on a single outlier: look again at once, then decide.
+                return min(next_in, self.params.poll_min, CONFIRM_DELAY)
+            if decision.action is Action.TOP_UP:
                 await self._act(balance, forecast, decision)
                 next_in = self.params.poll_min  # look again soon: did it land, is more needed?
+            elif decision.blocked_by == "dry_run" and decision.wanted > 0:
+                await self._record_dry_run(balance, forecast, decision)
             return next_in
 
     # --- steps -------------------------------------------------------------------------------
@@ -184,7 +207,6 @@ class Engine:
 
         ``stoppable`` (the poll's own read): a shutdown ends the wait between retries with
         ``_StopRequested`` instead of sitting out up to ``READ_POLICY.max_seconds`` of backoff.
-        A top-up's verification reads are never stoppable: they settle money already in flight.
         """
 
         async def sleep(seconds: float) -> None:
@@ -199,20 +221,19 @@ class Engine:
             sleep=sleep,
         )
 
-    def _observe(self, balance: Balance) -> Forecast | None:
+    async def _observe(self, balance: Balance) -> Forecast | None:
+        """Judge the reading, settle what believed steps prove, feed the forecast."""
         now = self._clock.now()
-        if self._pending_credit is not None:
-            self.tracker.note_expected_credit(self._pending_credit)
-            self._pending_credit = None
-        before = self.tracker.forecast(now) if self._awaiting_credit is not None else None
-        credit = self.tracker.add(BalanceSample(now, balance.value))
-        if credit is not None and self._awaiting_credit is not None and before is not None:
-            # Vonage confirmed a top-up whose credit had not shown yet: the rise, plus what was
-            # spent meanwhile, is the auto-reload amount (learnt when not configured).
-            spent = Decimal(str(round(before.rate * max(0.0, now - before.t), 2)))
-            self._learnt_amount = (credit.amount + spent).quantize(Decimal("0.01"))
-            self._learnt_for = (self._awaiting_credit, self._learnt_amount)
-            self._awaiting_credit = None
+        sample = BalanceSample(now, balance.value)
+        before = self.tracker.forecast(now)
+        rate = before.rate if before else 0.0
+        hint = max(rate, before.peak_rate) if before else 0.0
+        explained = self._believed is not None and self.settlement.watch.explains(
+            self._believed, sample, rate
+        )
+        self._held = False
+        for judged in self.judge.judge(sample, rise_explained=explained, rate_hint=hint):
+            await self._take(judged, rate)
         forecast = self.tracker.forecast(now)
         self.status.balance = balance.value
         self.status.auto_reload = balance.auto_reload
@@ -220,25 +241,76 @@ class Engine:
         self.status.forecast = forecast
         return forecast
 
+    async def _take(self, judged: Judged, rate: float) -> None:
+        kind, sample = judged.kind, judged.sample
+        if kind is Kind.HELD:
+            self._held = True
+            log.info("reading_held", extra={"detail": judged.why})
+            return
+        if kind in (Kind.MISREAD, Kind.STALE):
+            self._misread_detail = f"{sample.balance} EUR dropped: {judged.why}"
+            log.warning("reading_dropped", extra={"detail": self._misread_detail})
+            return
+        self._misread_detail = None
+        matched = Decimal(0)
+        if self._believed is not None:
+            events, matched = await self.settlement.on_step(self._believed, sample, rate)
+            for event in events:
+                self._announce(event)
+        if matched > 0:
+            self.tracker.note_expected_credit(matched)
+        try:
+            self.tracker.add(sample, lump=kind is Kind.LUMP)
+        except ValueError as exc:  # beyond what the forecast can hold: a misread, never a crash
+            self._misread_detail = f"{sample.balance} EUR dropped: {exc}"
+            return
+        self._believed = sample
+        if kind is Kind.LUMP:
+            log.warning("one_off_debit", extra={"detail": judged.why})
+
+    async def _adopt_orphans(self, forecast: Forecast | None) -> None:
+        """Settle attempts left open by a process that is gone (an earlier run, a dead holder).
+
+        Only the replica that may spend does (a watcher's epoch is fenced); an attempt another
+        live process is still settling (a CLI top-up) is left to it.
+        """
+        if not self._coord.may_spend() or self._believed is None:
+            return
+        open_ = await self._ledger.unresolved()
+        if not open_:
+            return
+        rate = forecast.rate if forecast else 0.0
+        for event in await self.settlement.adopt(open_, self._believed, rate):
+            self._announce(event)
+
     async def _decide(
         self, balance: Balance, forecast: Forecast | None
     ) -> tuple[Decision, list[Attempt]]:
         wall = self._clock.wall()
         attempts = await self._ledger.since(wall - limits.DAY)
         unresolved = await self._ledger.unresolved()
+        self.settlement.learn_from_ledger(attempts)
+        amount = self.settlement.amount()
+        watch = self.settlement.watch
+        foreign = [a for a in unresolved if a.attempt_id not in watch]
         use = self._local_spend.merged(
-            limits.usage(attempts, wall, dry_run=self._settings.dry_run), self._clock.now()
+            limits.usage(attempts, wall, assumed_amount=amount), self._clock.now()
         )
-        amount = self.topup_amount(attempts)
         breaker = limits.breaker_open(use, self.limits, wall)
+        in_flight = watch.in_flight()
+        unknown_amount = any(e.amount is None for e in in_flight)
         state = GuardState(
             auto_reload=balance.auto_reload,
             topup_amount=amount,
             topups_allowed=limits.topups_allowed(use, self.limits, amount),
             breaker_open=breaker,
-            in_flight=bool(unresolved),
+            in_flight=bool(foreign) or unknown_amount,
             may_spend=self._coord.may_spend(),
             dry_run=self._settings.dry_run,
+            credit_in_flight=watch.confirmed_credit(),
+            doubt_credit=sum((e.amount or Decimal(0) for e in watch.doubtful()), Decimal(0)),
+            doubt_ends_in=self.settlement.doubt_ends_in(),
+            latency=self.latency.observed,
         )
         with self._tracer.start_as_current_span("decide") as span:
             decision = decide(forecast, state, self.params, self._clock.now())
@@ -256,50 +328,32 @@ class Engine:
         s.amount_last_day = use.amount_last_day
         s.breaker_open = breaker
         s.may_spend = state.may_spend
+        s.in_flight = [
+            {"attempt_id": e.attempt_id, "amount_eur": None if e.amount is None else str(e.amount),
+             "confirmed": e.confirmed, "settles_in_s": round(e.deadline - self._clock.now(), 1)}
+            for e in in_flight
+        ]  # fmt: skip
+        s.learnt_amount = None if self._settings.topup_amount else amount
+        s.credit_latency_s = self.latency.observed
+        s.misreads = self.judge.misreads + self.judge.stale
+        s.one_off_debits = [
+            {"eur": str(eur), "seconds_ago": round(self._clock.now() - t)}
+            for t, eur in self.judge.lumps
+        ]
+        s.unexplained_credits_eur = self.settlement.unexplained_total
         return decision, attempts
 
-    async def _reconcile_strays(self, forecast: Forecast | None) -> None:
-        """Resolve attempts another process left open (a manual top-up, a dead holder).
-
-        The loop itself never leaves an attempt open between cycles, so anything unresolved here
-        is someone else's; only the replica that may spend resolves it, by balance, as at start.
-        """
-        if not self._coord.may_spend() or not await self._ledger.unresolved():
-            return
-        for result in await self.safe.reconcile(forecast.rate if forecast else 0.0):
-            self._after_topup(result)
-
-    async def _record_learnt_amount(self) -> None:
-        """Keep a learnt amount in the ledger, so a restart still knows it."""
-        if self._learnt_for is None:
-            return
-        attempt_id, amount = self._learnt_for
-        self._learnt_for = None
-        await self._ledger.transition(
-            attempt_id,
-            AttemptState.SUCCEEDED,
-            wall=self._clock.wall(),
-            epoch=self._coord.epoch,
-            credited=amount,
-            evidence="api; credit seen at the next poll",
-            detail="amount learnt from the balance step",
-        )
-
     def topup_amount(self, attempts: list[Attempt]) -> Decimal | None:
-        """The configured amount, else the latest credit a confirmed top-up showed."""
-        if self._settings.topup_amount is not None:
-            return self._settings.topup_amount
-        for a in reversed(attempts):
-            if a.state is AttemptState.SUCCEEDED and a.credited is not None and a.credited > 0:
-                self._learnt_amount = a.credited
-                break
-        return self._learnt_amount
+        """The configured amount, else the one learnt from a clean confirmed credit."""
+        self.settlement.learn_from_ledger(attempts)
+        return self.settlement.amount()
 
     async def _act(self, balance: Balance, forecast: Forecast | None, decision: Decision) -> None:
-        count = decision.count if decision.action is Action.TOP_UP else decision.wanted
         before = balance.value
-        amount = self.topup_amount(await self._ledger.since(self._clock.wall() - limits.DAY))
-        for _ in range(count):
+        amount = self.settlement.amount()
+        for i in range(decision.count):
+            if self._stop is not None and self._stop.is_set():
+                return
             req = TopUpRequest(
                 balance_before=before,
                 expected_amount=amount,
@@ -308,30 +362,48 @@ class Engine:
                 time_to_exhaustion=forecast.time_to_exhaustion if forecast else float("inf"),
             )
             try:
-                result = await self.safe.execute(req)
+                result = await self.safe.send(
+                    req, despite_doubt=decision.despite_doubt, stop=self._stop
+                )
             except LedgerError as exc:
-                log.error("topup_not_started", extra={"error": str(exc)})
+                log.error("topup_not_started", extra={"error": str(exc), "attempt": i + 1})
                 return
-            self._after_topup(result)
-            if result.outcome is not Outcome.SUCCEEDED:
-                return
-            if result.balance_after is not None:
-                before = result.balance_after
+            if result.outcome in (SendOutcome.CONFIRMED, SendOutcome.AMBIGUOUS):
+                self._local_spend.record(self._clock.now(), amount)
+            event = self.settlement.track(result, req)
+            if event is not None:
+                self._announce(event)
+            if result.outcome is not SendOutcome.CONFIRMED:
+                return  # a refusal or a doubt: the next cycle decides with what it proves
 
-    def _after_topup(self, result: TopUpFinished) -> None:
+    async def _record_dry_run(
+        self, balance: Balance, forecast: Forecast | None, decision: Decision
+    ) -> None:
+        """Audit what a dry run would charge: at most once per poll interval, never counted
+        in the caps (``limits.usage``), so the dry run keeps saying what it would do."""
+        now = self._clock.now()
+        if now - self._last_dry_run < self.params.poll_interval:
+            return
+        self._last_dry_run = now
+        req = TopUpRequest(
+            balance_before=balance.value,
+            expected_amount=self.settlement.amount(),
+            reason=decision.reason,
+            rate=forecast.rate if forecast else 0.0,
+            time_to_exhaustion=forecast.time_to_exhaustion if forecast else float("inf"),
+        )
+        try:
+            result = await self.safe.send(req, dry_run=True)
+        except LedgerError as exc:
+            log.error("dry_run_not_recorded", extra={"error": str(exc)})
+            return
+        event = self.settlement.track(result, req)
+        if event is not None:
+            self._announce(event)
+
+    def _announce(self, result: TopUpFinished) -> None:
         self.status.last_topup = result
-        if result.outcome in (Outcome.SUCCEEDED, Outcome.UNCONFIRMED) or (
-            result.outcome is Outcome.DRY_RUN and self._settings.dry_run
-        ):
-            self._local_spend.record(self._clock.now(), result.credited or result.expected_amount)
         self._sink.emit(result)
-        if result.outcome is Outcome.SUCCEEDED:
-            credit = result.credited or result.expected_amount
-            self._pending_credit = (self._pending_credit or Decimal(0)) + (credit or Decimal(0))
-            if result.credited is not None and result.credited > 0:
-                self._learnt_amount = result.credited
-            elif self._settings.topup_amount is None:
-                self._awaiting_credit = result.attempt_id
 
     def _poll_failed(self, exc: VonageError) -> float:
         self._poll_failures += 1
@@ -376,6 +448,15 @@ class Engine:
             )
         if not self._coord.healthy:
             active[Condition.COORDINATION_DOWN] = "the shared store is unreachable: nobody spends"
+        for text in self.settlement.missing.values():
+            active[Condition.CREDIT_MISSING] = text
+        if self._misread_detail is not None:
+            active[Condition.BALANCE_MISREAD] = self._misread_detail
+        recent = [(t, eur) for t, eur in self.judge.lumps if self._clock.now() - t < LUMP_REPORT_S]
+        if recent:
+            active[Condition.ONE_OFF_DEBIT] = (
+                f"a one-off debit of {recent[-1][1]:.2f} EUR, kept out of the spend rate"
+            )
         # Refreshed on every path (not only when a decision was made): a cycle that fails at
         # the ledger must not leave /status saying this replica may spend.
         self.status.may_spend = self._coord.may_spend()

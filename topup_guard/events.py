@@ -33,6 +33,9 @@ class Condition(StrEnum):
     UNCONFIRMED_TOPUP = "unconfirmed_topup"  # an ambiguous top-up awaits a human check
     POLL_FAILING = "poll_failing"  # the balance cannot be read
     COORDINATION_DOWN = "coordination_down"  # shared store unreachable: nobody may spend
+    CREDIT_MISSING = "credit_missing"  # Vonage confirmed a top-up; its credit never showed
+    BALANCE_MISREAD = "balance_misread"  # an implausible or reverted balance answer was dropped
+    ONE_OFF_DEBIT = "one_off_debit"  # a lump debit, kept out of the spend rate
 
 
 class Outcome(StrEnum):

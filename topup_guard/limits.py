@@ -31,20 +31,21 @@ class Usage:
     last_failure_wall: float | None
 
 
-def usage(attempts: Sequence[Attempt], now_wall: float, *, dry_run: bool = False) -> Usage:
+def usage(
+    attempts: Sequence[Attempt], now_wall: float, *, assumed_amount: Decimal | None = None
+) -> Usage:
     """What the attempts of the last day used. ``attempts`` in attempt order.
 
-    In dry run, DRY_RUN entries count like real ones, so the dry run shows where caps would bite.
+    DRY_RUN entries never count: a dry run is an audit of what would have happened, and caps
+    that a dry run used up would silence it. Money that may have left the card is counted at
+    the largest figure known for it — credit seen, amount expected, or ``assumed_amount`` (the
+    configured or learnt one) — so a cap never undercounts a charge whose credit is unknown.
     A wall clock that jumped back leaves entries "in the future": they still count (conservative).
     """
-    counted = [
-        a
-        for a in attempts
-        if a.state.may_have_charged or (dry_run and a.state is AttemptState.DRY_RUN)
-    ]
+    counted = [a for a in attempts if a.state.may_have_charged]
     hour = [a for a in counted if a.created_wall >= now_wall - HOUR]
     day = [a for a in counted if a.created_wall >= now_wall - DAY]
-    amount = sum((a.amount_for_caps or Decimal(0) for a in day), Decimal(0))
+    amount = sum((_charged(a, assumed_amount) for a in day), Decimal(0))
     failures = 0
     last_failure: float | None = None
     for a in reversed([a for a in attempts if a.state is not AttemptState.DRY_RUN]):
@@ -54,6 +55,11 @@ def usage(attempts: Sequence[Attempt], now_wall: float, *, dry_run: bool = False
         elif a.state is AttemptState.SUCCEEDED:
             break
     return Usage(len(hour), len(day), amount, failures, last_failure)
+
+
+def _charged(a: Attempt, assumed: Decimal | None) -> Decimal:
+    figures = [x for x in (a.credited, a.expected_amount, assumed) if x is not None]
+    return max(figures, default=Decimal(0))
 
 
 class LocalSpend:

@@ -1,6 +1,7 @@
 """The one place that retries (and the only module that imports tenacity).
 
-Discipline after hynek/stamina: every retry is bounded in attempts *and* in time, backs off
+Discipline after hynek/stamina: every retry is bounded in attempts *and* in time (the time
+bound includes the wait about to start, so no Retry-After can stretch it), backs off
 with jitter, and says by a named predicate which errors it retries. There is no default.
 
 - Balance reads are idempotent: retried after any transport, server, 429 or malformed answer.
@@ -21,7 +22,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -125,7 +126,9 @@ async def call(
         await sleep(seconds)
 
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+        # stop_before_delay counts the coming wait: a Retry-After longer than what is left of the
+        # budget ends the retries now (the caller fails or verifies) instead of sleeping past it.
+        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds),
         wait=_wait(policy),
         retry=retry_if_exception(retryable),
         reraise=True,

@@ -31,3 +31,9 @@ class GuardStatus:
     dry_run: bool = False
     poll_interval: float = 60.0  # the configured longest poll gap, for freshness checks
     active_conditions: dict[str, str] = field(default_factory=dict)
+    in_flight: list[dict[str, object]] = field(default_factory=list)  # credits on their way
+    learnt_amount: Decimal | None = None  # when TOPUP_GUARD_TOPUP_AMOUNT is unset
+    credit_latency_s: float | None = None  # the slowest recent confirmed credit
+    misreads: int = 0  # balance answers dropped (implausible, reverted, out of order)
+    one_off_debits: list[dict[str, object]] = field(default_factory=list)
+    unexplained_credits_eur: Decimal = Decimal(0)

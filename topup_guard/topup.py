@@ -1,22 +1,25 @@
-"""The safe top-up: ledger intent, one careful POST, verification by balance.
+"""The safe top-up: ledger intent, one careful POST, the outcome recorded truthfully.
 
 Vonage has no idempotency key and no list of past top-ups; the balance is the only evidence. So:
 1. PENDING is committed to the ledger (balance before, expected amount) before the request leaves;
-2. the POST is resent only when it provably never arrived or was refused unprocessed (retry.py);
-3. after a 5xx, a timeout, a reset or a garbled answer nothing is resent: the balance is read until
-   the credit step shows (SUCCEEDED) or the settle window passes (UNCONFIRMED, alert);
-4. a definite refusal is FAILED. Caps and the breaker count these entries (limits.py).
-Verification is bounded by the settle window and is not cut short by shutdown: a pod's grace
-period should exceed ``TOPUP_GUARD_SETTLE_WINDOW + TOPUP_GUARD_HTTP_TIMEOUT``; if it is killed
-anyway, the entry stays unresolved and is reconciled on the next start before any new top-up.
+2. the POST is resent only when it provably never arrived or was refused unprocessed (retry.py),
+   and a shutdown during the wait before a resend ends it (nothing was applied);
+3. Vonage's "200" is SUCCEEDED at once (the credit is then *in flight* until the balance shows
+   it); a definite refusal is FAILED; anything else (a 5xx, a timeout, a reset, a garbled
+   answer, a 200 carrying another error code) is UNKNOWN and settled by the balance, never resent.
+Settling is not done here: the engine's own polls watch for the credit step between consecutive
+readings (``policy/credits.py``) and call ``settle``, so a top-up in doubt never makes the guard
+deaf, and a shutdown never waits for it — an UNKNOWN entry left behind is what the next start
+(or the next lease holder) settles.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol
 
 from opentelemetry import trace
@@ -36,7 +39,6 @@ from topup_guard.errors import (
     ServerError,
     TopUpRefusedError,
     ValidationError,
-    VonageError,
 )
 from topup_guard.events import Outcome, TopUpFinished
 from topup_guard.ledger.base import Attempt, AttemptState, Ledger
@@ -67,24 +69,6 @@ class LeaseLostError(LedgerError):
     """This replica may no longer spend (lease lost or shared store down)."""
 
 
-def credit_seen(
-    before: Decimal, observed: Decimal, elapsed: float, rate: float, expected: Decimal | None
-) -> Decimal | None:
-    """The credit a balance reading proves, allowing for spend since ``before``, or None.
-
-    Without a credit the balance would be about ``before - rate * elapsed``. A step above that of
-    at least half the expected amount (any rise at all when the amount is unknown) is the credit.
-    Vonage's own auto-reload landing at the same moment is indistinguishable and harmless: the
-    money is there either way, and the policy acts on the real balance next.
-    """
-    spend = Decimal(str(max(rate, 0.0) * max(elapsed, 0.0))).quantize(Decimal("0.00000001"))
-    step = observed - (before - spend)
-    threshold = expected / 2 if expected is not None else CENT
-    if observed > before - spend and step >= threshold:
-        return step.quantize(CENT)
-    return None
-
-
 _ACTION = {
     AutoReloadDisabledError: (
         "Auto-reload is off at Vonage, so top-ups cannot work: make a manual payment with "
@@ -108,7 +92,31 @@ def _action_for(exc: BaseException) -> str:
     return "Check the Vonage dashboard and the guard's logs; the guard keeps watching."
 
 
+class SendOutcome(StrEnum):
+    CONFIRMED = "confirmed"  # 200 + error-code "200": SUCCEEDED, credit in flight
+    AMBIGUOUS = "ambiguous"  # UNKNOWN: may or may not have been applied
+    FAILED = "failed"  # definitely not applied
+    DRY_RUN = "dry_run"  # audited, never sent
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    attempt: Attempt
+    outcome: SendOutcome
+    requests: int  # POSTs sent (a connect-error retry may send more than one that never arrived)
+    detail: str
+    answered_at: float  # clock time the answer (or its absence) was known
+    action: str | None = None
+
+
+class _Stopped(Exception):
+    """Shutdown came while waiting to resend a POST that provably did not arrive."""
+
+
 class SafeTopUp:
+    """Charges the card through the ledger; one instance, built in the composition root, serves
+    the guard's loop and the CLI alike."""
+
     def __init__(
         self,
         api: AccountAPI,
@@ -117,57 +125,64 @@ class SafeTopUp:
         clock: Clock,
         *,
         trx: str,
-        read_balance: Callable[[], Awaitable[Balance]],
-        settle_window: float,
-        verify_interval: float,
         dry_run: bool = False,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self._api = api
-        self._ledger = ledger
-        self._coord = coordinator
+        self.ledger = ledger
+        self.coordinator = coordinator
         self._clock = clock
         self._trx = trx
-        self._read = read_balance
-        self._settle = settle_window
-        self._interval = max(verify_interval, 0.1)
-        self._dry_run = dry_run
+        self.dry_run = dry_run
         self._tracer = tracer or trace.get_tracer("topup_guard")
 
-    async def execute(self, req: TopUpRequest) -> TopUpFinished:
-        """One top-up attempt, start to final state. Raises LedgerError if it may not begin."""
+    async def send(
+        self,
+        req: TopUpRequest,
+        *,
+        despite_doubt: bool = False,
+        stop: asyncio.Event | None = None,
+        dry_run: bool | None = None,
+    ) -> SendResult:
+        """One top-up request, recorded before it leaves. Raises LedgerError if it may not begin
+        (another attempt PENDING, or UNKNOWN without ``despite_doubt``; lease lost)."""
+        dry = self.dry_run if dry_run is None else dry_run
         with self._tracer.start_as_current_span("topup") as span:
-            if not self._coord.may_spend():
+            if not self.coordinator.may_spend():
                 raise LeaseLostError("this replica does not hold the spending lease")
-            attempt = await self._ledger.begin(
+            attempt = await self.ledger.begin(
                 balance_before=req.balance_before,
                 expected_amount=req.expected_amount,
                 reason=req.reason,
                 wall=self._clock.wall(),
-                epoch=self._coord.epoch,
-                holder=self._coord.holder,
-                dry_run=self._dry_run,
+                epoch=self.coordinator.epoch,
+                holder=self.coordinator.holder,
+                dry_run=dry,
+                despite_doubt=despite_doubt,
             )
             span.set_attribute("topup.attempt_id", attempt.attempt_id)
-            if self._dry_run:
-                result = self._finished(attempt, req, Outcome.DRY_RUN, requests=0,
-                                        detail="dry run: top-up not sent")  # fmt: skip
+            if dry:
+                result = SendResult(attempt, SendOutcome.DRY_RUN, 0, "dry run: top-up not sent",
+                                    self._clock.now())  # fmt: skip
             else:
-                result = await self._send(attempt, req)
+                result = await self._post(attempt, stop)
             span.set_attribute("topup.outcome", result.outcome.value)
             span.set_attribute("topup.requests", result.requests)
             return result
 
-    async def _send(self, attempt: Attempt, req: TopUpRequest) -> TopUpFinished:
+    async def _post(self, attempt: Attempt, stop: asyncio.Event | None) -> SendResult:
         sent = 0
-        started = self._clock.now()
 
         async def post() -> None:
             nonlocal sent
-            if sent and not self._coord.may_spend():
+            if sent and not self.coordinator.may_spend():
                 raise LeaseLostError("lease lost before a resend")
             sent += 1
             await self._api.top_up(self._trx)
+
+        async def sleep(seconds: float) -> None:
+            if await self._clock.sleep(seconds, wake=stop):
+                raise _Stopped
 
         try:
             await retry.call(
@@ -175,105 +190,24 @@ class SafeTopUp:
                 name="top-up",
                 retryable=retry.post_is_safe_to_resend,
                 policy=retry.POST_POLICY,
-                sleep=self._clock.sleep,
+                sleep=sleep,
             )
         except (ServerError, OutcomeUnknownError, MalformedResponseError) as exc:
-            # Ambiguous: Vonage may have applied it. Never resend; look at the balance.
-            await self._transition(attempt, AttemptState.UNKNOWN, detail=str(exc))
-            return await self._verify(attempt, req, started, sent, cause=str(exc))
-        except (ApiError, RequestNotSentError, LeaseLostError) as exc:
+            # Ambiguous: Vonage may have applied it. Never resend; the balance will tell.
+            detail = f"the answer was ambiguous ({exc}); verifying by balance"
+            done = await self.settle(attempt, AttemptState.UNKNOWN, detail=detail)
+            return SendResult(done, SendOutcome.AMBIGUOUS, sent, detail, self._clock.now())
+        except (ApiError, RequestNotSentError, LeaseLostError, _Stopped) as exc:
             # Definite: refused (4xx, 429 after retries) or never arrived. Nothing was charged.
-            detail = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, RateLimitedError):
-                detail = f"rate limited by Vonage on every try: {exc}"
-            done = await self._transition(attempt, AttemptState.FAILED, detail=detail)
-            return self._finished(done, req, Outcome.FAILED, requests=sent, detail=detail,
-                                  action=_action_for(exc))  # fmt: skip
-        # 200 + error-code "200": applied. Read once to report the new balance and learn the amount.
-        credited, after = await self._observe_credit(req, started)
-        done = await self._transition(
-            attempt, AttemptState.SUCCEEDED, credited=credited, evidence="api"
-        )
-        return self._finished(done, req, Outcome.SUCCEEDED, requests=sent, after=after,
-                              detail="Vonage confirmed the top-up", evidence="api")  # fmt: skip
+            detail = _refusal_text(exc)
+            done = await self.settle(attempt, AttemptState.FAILED, detail=detail)
+            return SendResult(done, SendOutcome.FAILED, sent, detail, self._clock.now(),
+                              action=_action_for(exc))  # fmt: skip
+        detail = "Vonage confirmed the top-up; its credit is on its way"
+        done = await self.settle(attempt, AttemptState.SUCCEEDED, evidence="api", detail=detail)
+        return SendResult(done, SendOutcome.CONFIRMED, sent, detail, self._clock.now())
 
-    async def _observe_credit(
-        self, req: TopUpRequest, started: float
-    ) -> tuple[Decimal | None, Decimal | None]:
-        try:
-            balance = await self._read()
-        except VonageError:
-            return None, None
-        elapsed = self._clock.now() - started
-        seen = credit_seen(
-            req.balance_before, balance.value, elapsed, req.rate, req.expected_amount
-        )
-        return seen, balance.value
-
-    async def _verify(
-        self, attempt: Attempt, req: TopUpRequest, started: float, sent: int, cause: str
-    ) -> TopUpFinished:
-        with self._tracer.start_as_current_span("topup.verify") as span:
-            deadline = started + self._settle
-            last: Decimal | None = None
-            while True:
-                try:
-                    balance = await self._read()
-                    last = balance.value
-                    elapsed = self._clock.now() - started
-                    credited = credit_seen(
-                        req.balance_before, last, elapsed, req.rate, req.expected_amount
-                    )
-                    if credited is not None:
-                        span.set_attribute("topup.verified", True)
-                        evidence = f"balance step +{credited} EUR"
-                        done = await self._transition(
-                            attempt, AttemptState.SUCCEEDED, credited=credited, evidence=evidence
-                        )
-                        return self._finished(
-                            done, req, Outcome.SUCCEEDED, requests=sent, after=last,
-                            detail=f"answer was ambiguous ({cause}); credit seen in the balance",
-                            evidence=evidence,
-                        )  # fmt: skip
-                except VonageError as exc:
-                    log.warning("verify_read_failed", extra={"error_type": type(exc).__name__})
-                if self._clock.now() >= deadline:
-                    break
-                await self._clock.sleep(min(self._interval, deadline - self._clock.now()))
-            span.set_attribute("topup.verified", False)
-            detail = (
-                f"answer was ambiguous ({cause}) and no credit showed within {self._settle:.0f} s"
-            )
-            done = await self._transition(attempt, AttemptState.UNCONFIRMED, detail=detail)
-            return self._finished(
-                done, req, Outcome.UNCONFIRMED, requests=sent, after=last, detail=detail,
-                action=(
-                    "Check the Vonage dashboard for a payment around this time. If it was charged, "
-                    "nothing else to do; the guard will top up again only if the balance needs it."
-                ),
-            )  # fmt: skip
-
-    async def reconcile(self, rate: float = 0.0) -> list[TopUpFinished]:
-        """Resolve entries a previous run left PENDING or UNKNOWN, before any new top-up.
-
-        A crash before the send cannot be told from one after it, so each is verified by balance
-        against its recorded balance-before, allowing for ``rate`` of spend since it was written.
-        """
-        results = []
-        for attempt in await self._ledger.unresolved():
-            if attempt.state is AttemptState.PENDING:
-                attempt = await self._transition(
-                    attempt, AttemptState.UNKNOWN, detail="found pending at start: reconciling"
-                )
-            age = max(0.0, self._clock.wall() - attempt.created_wall)
-            req = TopUpRequest(
-                attempt.balance_before, attempt.expected_amount, attempt.reason, rate, 0.0
-            )
-            cause = f"left {attempt.state.value} by an earlier run {age:.0f} s ago"
-            results.append(await self._verify(attempt, req, self._clock.now() - age, 0, cause))
-        return results
-
-    async def _transition(
+    async def settle(
         self,
         attempt: Attempt,
         state: AttemptState,
@@ -282,44 +216,66 @@ class SafeTopUp:
         evidence: str | None = None,
         detail: str = "",
     ) -> Attempt:
+        """Append the attempt's new state (or new evidence for a SUCCEEDED one)."""
         # The sender records its own attempt under the epoch it began with (it may have spent
         # money after losing the lease); anyone else reconciles under the current epoch.
-        mine = attempt.holder == self._coord.holder
-        return await self._ledger.transition(
+        mine = attempt.holder == self.coordinator.holder
+        return await self.ledger.transition(
             attempt.attempt_id,
             state,
             wall=self._clock.wall(),
-            epoch=attempt.epoch if mine else self._coord.epoch,
+            epoch=attempt.epoch if mine else self.coordinator.epoch,
             credited=credited,
             evidence=evidence,
             detail=detail,
         )
 
-    def _finished(
-        self,
-        attempt: Attempt,
-        req: TopUpRequest,
-        outcome: Outcome,
-        *,
-        requests: int,
-        detail: str,
-        after: Decimal | None = None,
-        evidence: str | None = None,
-        action: str | None = None,
-    ) -> TopUpFinished:
-        return TopUpFinished(
-            attempt_id=attempt.attempt_id,
-            outcome=outcome,
-            balance_before=attempt.balance_before,
-            expected_amount=attempt.expected_amount,
-            credited=attempt.credited,
-            balance_after=after,
-            reason=req.reason,
-            rate=req.rate,
-            time_to_exhaustion=req.time_to_exhaustion,
-            detail=detail,
-            action_needed=action,
-            requests=requests,
-            evidence=evidence,
-            wall=self._clock.wall(),
-        )
+
+def _refusal_text(exc: BaseException) -> str:
+    if isinstance(exc, _Stopped):
+        return "shutdown before a resend; the earlier try provably did not reach Vonage"
+    if isinstance(exc, RateLimitedError):
+        return f"rate limited by Vonage on every try, nothing was charged: {exc}"
+    if isinstance(exc, TopUpRefusedError):
+        return f"Vonage refused the payment, nothing was charged: {exc}"
+    if isinstance(exc, AutoReloadDisabledError):
+        return f"auto-reload is off at Vonage, nothing was charged: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def finished(
+    attempt: Attempt,
+    outcome: Outcome,
+    *,
+    wall: float,
+    detail: str,
+    requests: int = 0,
+    rate: float = 0.0,
+    time_to_exhaustion: float = float("inf"),
+    after: Decimal | None = None,
+    evidence: str | None = None,
+    action: str | None = None,
+) -> TopUpFinished:
+    """The event announcing an attempt's final state."""
+    return TopUpFinished(
+        attempt_id=attempt.attempt_id,
+        outcome=outcome,
+        balance_before=attempt.balance_before,
+        expected_amount=attempt.expected_amount,
+        credited=attempt.credited,
+        balance_after=after,
+        reason=attempt.reason,
+        rate=rate,
+        time_to_exhaustion=time_to_exhaustion,
+        detail=detail,
+        action_needed=action,
+        requests=requests,
+        evidence=evidence,
+        wall=wall,
+    )
+
+
+UNCONFIRMED_ACTION = (
+    "Check the Vonage dashboard for a payment around this time. If it was charged, nothing else "
+    "to do; the guard tops up again only if the balance needs it."
+)

@@ -18,7 +18,7 @@ from topup_guard import retry
 from topup_guard.clock import SystemClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_settings
 from topup_guard.engine import Engine
-from topup_guard.events import Outcome, Recorder, TopUpFinished
+from topup_guard.events import Outcome, PollCompleted, Recorder, TopUpFinished
 from topup_guard.ledger.base import AttemptState
 from topup_guard.ledger.sqlite import SqliteLedger
 from topup_guard.sim import RunningSimulator
@@ -61,16 +61,23 @@ async def guard_until_healthy(
     events = Recorder()
     stop = asyncio.Event()
 
-    class StopWhenFunded:
+    funded = False
+
+    class StopWhenFundedAndSettled:
+        """Stops once a top-up succeeded and no attempt is left in doubt."""
+
         def emit(self, event: object) -> None:
+            nonlocal funded
             events.emit(event)  # type: ignore[arg-type]
             if isinstance(event, TopUpFinished) and event.outcome is Outcome.SUCCEEDED:
+                funded = True
+            if funded and isinstance(event, PollCompleted) and not engine.settlement.watch.entries:
                 stop.set()
 
     async with VonageClient(DEMO_API_KEY, DEMO_API_SECRET, rest_url=sim.url, api_url=sim.url,
                             timeout=1.0) as client:  # fmt: skip
         engine = Engine(api=client, ledger=ledger, clock=SystemClock(), settings=settings,
-                        sink=StopWhenFunded())  # fmt: skip
+                        sink=StopWhenFundedAndSettled())  # fmt: skip
         await asyncio.wait_for(engine.run(stop), timeout=30)
     return events, ledger
 
@@ -92,7 +99,9 @@ async def test_account_receives_exactly_the_intended_top_up(
     assert [a.state for a in attempts] == expected_states
     assert attempts[-1].credited is not None
     assert attempts[-1].credited > 0
-    finished = [e for e in events.events if isinstance(e, TopUpFinished)]
+    finished = sorted(
+        (e for e in events.events if isinstance(e, TopUpFinished)), key=lambda e: e.attempt_id
+    )
     assert finished[-1].outcome is Outcome.SUCCEEDED
     if expected_states[0] is AttemptState.UNCONFIRMED:
         assert finished[0].action_needed, "an unconfirmed top-up must tell a person what to do"

@@ -132,7 +132,7 @@ def test_caps_limit_the_count() -> None:
 def test_a_thin_forecast_buys_one_top_up_at_a_time() -> None:
     d = decide(fc("60", 5.0, confidence=0.01), READY, PARAMS, 0.0)
     assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 1, 3)
-    assert "thin forecast" in d.reason
+    assert "few readings yet" in d.reason
 
 
 BLOCKED = [

@@ -157,7 +157,9 @@ async def test_kill_during_verification_of_an_ambiguous_answer(
 ) -> None:
     set_account(sim, "9", "0.05")
     ctx_of(sim).faults.add(parse_fault({"endpoint": "top-up", "kind": "error_500_before"}))
-    worker, state = await first_run(sim, tmp_path, settle_window="30")
+    # on_doubt=wait: the cautious mode, so the first run only verifies (the default would top
+    # up again at once: the balance is already under the floor).
+    worker, state = await first_run(sim, tmp_path, settle_window="30", on_doubt="wait")
     try:
         await wait_for("UNKNOWN in the ledger", lambda: ledger_states(state) == [(1, "unknown")])
         reads = calls(sim, "get-balance")

@@ -239,10 +239,14 @@ def test_top_up_succeeds_only_on_200_with_error_code_200(body: object) -> None:
         pytest.param(
             200,
             {"error-code": "401", "error-code-label": "authentication failed"},
-            TopUpRefusedError,
+            AuthenticationError,
             id="200-with-401",
         ),
-        pytest.param(200, {"title": "Bad"}, TopUpRefusedError, id="200-with-problem"),
+        pytest.param(200, {"title": "Bad"}, MalformedResponseError, id="200-with-problem"),
+        pytest.param(
+            200, {"error-code": "500", "error-code-label": "Internal"}, MalformedResponseError,
+            id="200-with-500-is-ambiguous",
+        ),
         pytest.param(
             401,
             {"error-code": "401", "error-code-label": "authentication failed"},

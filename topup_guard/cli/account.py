@@ -9,12 +9,11 @@ money moved — a blind second attempt could charge twice.
 from __future__ import annotations
 
 import argparse
-import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from topup_guard.cli import account_secrets, check
+from topup_guard.cli import account_secrets, check, manual_topup
 from topup_guard.cli._common import (
     AMBIGUOUS,
     add_json,
@@ -25,18 +24,12 @@ from topup_guard.cli._common import (
     err,
     eur,
     money_json,
-    refuse_unconfirmed,
     rounded,
-    say,
     settings_for_api,
     sync,
 )
 from topup_guard.config import load_settings
-from topup_guard.coordination import default_holder_id
-from topup_guard.errors import VonageError
-from topup_guard.ledger import AttemptState, LedgerBusyError, SqliteLedger
 from topup_guard.model import AccountSettings, Balance, Subaccount
-from topup_guard.vonage.client import VonageClient
 
 FORWARD_METHODS = ("GET_QUERY_PARAMS", "POST_QUERY_PARAMS", "POST_JSON")
 
@@ -51,7 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_json(p)
     add_yes(p)
-    p.set_defaults(handler=sync(top_up))
+    manual_topup.register_flags(p)
+    p.set_defaults(handler=sync(manual_topup.top_up))
 
     p = sub.add_parser("settings", help="show or change the account's callback settings")
     ssub = p.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
@@ -113,93 +107,6 @@ async def balance(args: argparse.Namespace) -> int:
         f"Auto-reload: {_auto_reload_text(result.auto_reload)}"
     )
     emit(args, _balance_json(result), text)
-    return 0
-
-
-# --- top-up ---------------------------------------------------------------------------------
-
-
-async def top_up(args: argparse.Namespace) -> int:
-    """One top-up, never retried, recorded in the guard's ledger like the guard's own.
-
-    The ledger entry is written before the call, so a guard running on the same ledger sees it
-    (and will not top up while it is unresolved), and caps count it. The balance is read before
-    and after and both are shown.
-    """
-    settings = settings_for_api("trx")
-    trx = settings.secret("trx")
-    if (stop := refuse_unconfirmed(args, "top up")) is not None:
-        return stop
-    ledger = SqliteLedger(settings.state_path, account=settings.api_key or "")
-    try:
-        async with client_for(settings) as client:
-            return await _top_up_recorded(args, client, ledger, trx)
-    finally:
-        await ledger.close()
-
-
-async def _top_up_recorded(
-    args: argparse.Namespace, client: VonageClient, ledger: SqliteLedger, trx: str
-) -> int:
-    before = await client.get_balance()
-    if before.auto_reload is False:
-        err("auto-reload is off on this account; Vonage refuses top-ups until it is enabled")
-        return 1
-    question = (
-        f"The balance is {eur(before.value)}. Top up now? This charges the auto-reload "
-        "amount to the stored payment method."
-    )
-    if (stop := confirm(args, question, "top up")) is not None:
-        return stop
-    try:
-        attempt = await ledger.begin(
-            balance_before=before.value, expected_amount=None, reason="manual top-up (CLI)",
-            wall=time.time(), epoch=0, holder=f"cli:{default_holder_id()}",
-        )  # fmt: skip
-    except LedgerBusyError as exc:
-        err(f"not topping up: the ledger has an unresolved top-up ({exc}); the guard resolves it")
-        return 1
-
-    async def record(state: AttemptState, detail: str, credited: Decimal | None = None) -> None:
-        await ledger.transition(attempt.attempt_id, state, wall=time.time(), epoch=0,
-                                credited=credited, evidence="api" if credited else None,
-                                detail=detail)  # fmt: skip
-
-    try:
-        await client.top_up(trx)
-    except AMBIGUOUS as exc:
-        await record(AttemptState.UNKNOWN, f"manual: {type(exc).__name__}: {exc}")
-        err(
-            f"outcome unknown — check the balance before trying again "
-            f"(the top-up may have been charged; balance before: {eur(before.value)}; "
-            f"{type(exc).__name__}: {exc}). Ledger attempt {attempt.attempt_id} is left "
-            "unknown; a running guard verifies it by balance."
-        )
-        return 1
-    except VonageError as exc:
-        await record(AttemptState.FAILED, f"manual: {type(exc).__name__}: {exc}")
-        err(f"top-up not done, nothing was charged ({type(exc).__name__}: {exc})")
-        return 1
-    try:
-        after: Balance | None = await client.get_balance()
-    except VonageError as exc:
-        after = None
-        say(f"Top-up accepted, but the balance could not be read afterwards: {exc}")
-    credited = after.value - before.value if after and after.value > before.value else None
-    await record(AttemptState.SUCCEEDED, "manual top-up confirmed by Vonage", credited)
-    data: dict[str, Any] = {
-        "outcome": "accepted",
-        "attempt_id": attempt.attempt_id,
-        "balance_before_eur": money_json(before.value),
-        "balance_after_eur": money_json(after.value if after else None),
-        "credited_eur": money_json(after.value - before.value if after else None),
-    }
-    lines = ["Top-up accepted by Vonage.", f"Balance before: {eur(before.value)}"]
-    if after is not None:
-        lines.append(f"Balance after:  {eur(after.value)}")
-        if after.value <= before.value:
-            lines.append("The credit has not shown yet; it can take a little while.")
-    emit(args, data, "\n".join(lines))
     return 0
 
 

@@ -12,8 +12,10 @@
 ```
 PENDING is written and committed *before* the request leaves. A PENDING entry whose request never
 left cannot be told from one that did, so both are verified by balance. While any entry is
-unresolved (PENDING or UNKNOWN), no new top-up may start — enforced inside the store's own
-transaction, so two processes on one store cannot both begin.
+PENDING (a request may be on the wire), no new top-up may start — enforced inside the store's own
+transaction, so two processes on one store cannot both begin. While one is UNKNOWN (the request
+is over, its outcome in doubt) a new one may start only when the caller says so
+(``despite_doubt``): the guard does when the balance would run dry before the doubt is settled.
 
 Entries are never updated or deleted: each transition appends an event; an attempt's state is its
 latest event. Every event carries the fencing epoch of the writer.
@@ -93,8 +95,11 @@ class Ledger(Protocol):
         epoch: int,
         holder: str,
         dry_run: bool = False,
+        despite_doubt: bool = False,
     ) -> Attempt:
-        """Append a PENDING (or DRY_RUN) entry, durably, or raise LedgerBusyError/FencedError."""
+        """Append a PENDING (or DRY_RUN) entry, durably, or raise LedgerBusyError/FencedError.
+
+        Busy while any attempt is PENDING, or UNKNOWN unless ``despite_doubt``."""
 
     async def transition(
         self,

@@ -124,6 +124,7 @@ class RedisLedger:
         epoch: int,
         holder: str,
         dry_run: bool = False,
+        despite_doubt: bool = False,
     ) -> Attempt:
         state = AttemptState.DRY_RUN if dry_run else AttemptState.PENDING
         attempt = {
@@ -145,7 +146,12 @@ class RedisLedger:
         reply = await self._run(
             self._begin,
             [k.meta, k.lease, k.seq, k.attempts, k.open, k.created, k.events, k.epoch],
-            [f"{epoch}|{holder}|", "1" if dry_run else "0", repr(wall), json.dumps(attempt)],
+            [
+                f"{epoch}|{holder}|",
+                "1" if dry_run else ("2" if despite_doubt else "0"),
+                repr(wall),
+                json.dumps(attempt),
+            ],
         )
         if reply[0] == "fenced":
             raise FencedError(

@@ -18,17 +18,20 @@ persistence, flushed) and with it any unresolved attempt, so writes and reads re
 from __future__ import annotations
 
 # KEYS: meta lease attempt-seq attempts open created events epoch
-# ARGV: fence prefix "<epoch>|<holder>|", dry run "1"/"0", created wall, attempt JSON, generation.
+# ARGV: fence prefix "<epoch>|<holder>|", mode ("0" busy on any open attempt, "1" dry run: never
+# busy, "2" despite doubt: busy only on a PENDING one), created wall, attempt JSON, generation.
 BEGIN = """
 if redis.call('GET', KEYS[1]) ~= ARGV[5] then return {'vanished'} end
 local lease = redis.call('GET', KEYS[2])
 if (not lease) or string.sub(lease, 1, #ARGV[1]) ~= ARGV[1] then
   return {'fenced', redis.call('GET', KEYS[8]) or '0'}
 end
-if ARGV[2] == '0' then
-  local open = redis.call('SMEMBERS', KEYS[5])
-  if #open > 0 then
-    return {'busy', redis.call('HGET', KEYS[4], open[1]) or ''}
+if ARGV[2] ~= '1' then
+  for _, oid in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    local raw = redis.call('HGET', KEYS[4], oid) or ''
+    if ARGV[2] == '0' or raw == '' or cjson.decode(raw).state == 'pending' then
+      return {'busy', raw}
+    end
   end
 end
 local id = tostring(redis.call('INCR', KEYS[3]))
@@ -36,7 +39,7 @@ local a = cjson.decode(ARGV[4])
 a.attempt_id = id
 local raw = cjson.encode(a)
 redis.call('HSET', KEYS[4], id, raw)
-if ARGV[2] == '0' then redis.call('SADD', KEYS[5], id) end
+if ARGV[2] ~= '1' then redis.call('SADD', KEYS[5], id) end
 redis.call('ZADD', KEYS[6], ARGV[3], id)
 redis.call('XADD', KEYS[7], '*', 'attempt', id, 'event', raw)
 return {'ok', raw}
@@ -59,7 +62,9 @@ local current = redis.call('GET', KEYS[2]) or '0'
 if ARGV[3] ~= a.begin_epoch and ARGV[3] ~= current then return {'fenced', current} end
 local p = cjson.decode(ARGV[5])
 local final = a.state ~= 'pending' and a.state ~= 'unknown'
-if final and not (a.state == 'unconfirmed' and ARGV[2] == 'succeeded') then
+-- A succeeded attempt may gain evidence (the credit seen after Vonage's "200") but stays paid.
+local better = ARGV[2] == 'succeeded' and (a.state == 'unconfirmed' or a.state == 'succeeded')
+if final and not better then
   p.attempt_id = a.attempt_id
   p.superseded = 'true'
   redis.call('XADD', KEYS[5], '*', 'attempt', ARGV[1], 'event', cjson.encode(p))

@@ -94,4 +94,32 @@ CONDITION_TEXT: dict[Condition, ConditionText] = {
         ),
         recovered="The coordination store is reachable again.",
     ),
+    Condition.CREDIT_MISSING: ConditionText(
+        icon="❓",
+        title="A confirmed top-up has not shown in the balance",
+        action=(
+            "Vonage answered that the top-up was applied, but the balance never rose by it. Check "
+            "the Vonage dashboard's payments; the guard no longer counts that credit as on its "
+            "way and tops up again only if the balance needs it."
+        ),
+        recovered="The missing credit showed in the balance after all.",
+    ),
+    Condition.BALANCE_MISREAD: ConditionText(
+        icon="🧐",
+        title="A balance answer was not believed",
+        action=(
+            "Vonage (or a proxy in between) answered a balance that is implausible or that the "
+            "next answer contradicted; it was dropped. Nothing to do unless it repeats."
+        ),
+        recovered="Balance answers are consistent again.",
+    ),
+    Condition.ONE_OFF_DEBIT: ConditionText(
+        icon="💸",
+        title="A one-off debit",
+        action=(
+            "A single large debit (a number rental, a transfer to a subaccount) was kept out of "
+            "the spend rate, so it does not buy top-ups for spend that is not recurring."
+        ),
+        recovered="No one-off debit in the last ten minutes.",
+    ),
 }

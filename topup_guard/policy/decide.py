@@ -21,6 +21,13 @@ Idle wallets. Below the floor with nothing spent in the long window: no top-up (
 the money). Except at or below zero: a prepaid account with no money cannot send, so "no spend"
 is then no evidence of idleness, and waiting for spend would wait forever.
 
+Money on its way. Credits Vonage confirmed but the balance does not show yet are part of the
+projection (``credit_in_flight``), so they are never bought twice. Credits in doubt (an ambiguous
+answer: applied or not, the balance will tell) are counted too — *unless* the balance without
+them would reach the floor before their verification ends: then exhaustion beats doubt, and the
+guard tops up again as a new attempt (an extra credit stays in the balance; an empty balance
+refuses messages). ``on_doubt="wait"`` keeps counting them whatever the forecast says.
+
 Blocked. When a top-up is wanted but cannot be made (in flight, not the leader, auto-reload off,
 breaker, caps, dry run — checked in that order, so a dry run reports "dry_run" only when the
 top-up would otherwise really have been made) the decision WARNs if exhaustion is within
@@ -55,7 +62,7 @@ _CENT = Decimal("0.0001")
 
 Blocker = str  # "dry_run" | "auto_reload_off" | "caps" | "breaker" | "in_flight" | "not_leader"
 _BLOCKER_TEXT = {
-    "in_flight": "a top-up is still being verified",
+    "in_flight": "a top-up of unknown amount (or another process's) is still being settled",
     "not_leader": "another replica holds the spending lease",
     "auto_reload_off": "auto-reload is off, so a top-up would fail",
     "breaker": "the breaker is open after failed top-ups",
@@ -82,6 +89,7 @@ class PolicyParams:
     poll_interval: float
     topup_latency: float
     safety_margin: float
+    on_doubt: str = "topup"  # "topup": exhaustion beats doubt; "wait": never buy while in doubt
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyParams:
@@ -92,6 +100,7 @@ class PolicyParams:
             poll_interval=settings.poll_interval,
             topup_latency=settings.topup_latency,
             safety_margin=settings.safety_margin,
+            on_doubt=settings.on_doubt,
         )
 
 
@@ -106,6 +115,10 @@ class GuardState:
     in_flight: bool
     may_spend: bool
     dry_run: bool
+    credit_in_flight: Decimal = Decimal(0)  # confirmed by Vonage, not yet in the balance
+    doubt_credit: Decimal = Decimal(0)  # may have been applied (ambiguous answers)
+    doubt_ends_in: float | None = None  # seconds until the last doubtful attempt is settled
+    latency: float | None = None  # the learnt credit latency, when it exceeds topup_latency
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +131,58 @@ class Decision:
     blocked_by: str | None
     exhaustion_within_horizon: bool
     projected_balance: Decimal | None
+    despite_doubt: bool = False  # a top-up made while another is in doubt (exhaustion beats it)
 
 
-def lead_time(params: PolicyParams, next_poll_in: float) -> float:
-    """Seconds a top-up decided now must cover: until the next poll, plus latency and margin."""
-    return next_poll_in + params.topup_latency + params.safety_margin
+def lead_time(params: PolicyParams, next_poll_in: float, latency: float | None = None) -> float:
+    """Seconds a top-up decided now must cover: until the next poll, plus the credit latency
+    (configured, or the slower learnt one) and the margin."""
+    credit_takes = max(params.topup_latency, latency or 0.0)
+    return next_poll_in + credit_takes + params.safety_margin
+
+
+def _credit_counted(
+    f: Forecast, state: GuardState, params: PolicyParams, elapsed: float
+) -> tuple[Decimal, str, bool]:
+    """EUR on its way that the projection counts, a note for the reason, and whether a top-up
+    now would be made despite doubt (exhaustion beats it)."""
+    counted = state.credit_in_flight
+    note = f"; {_eur(counted)} confirmed and on its way" if counted > 0 else ""
+    if state.doubt_ends_in is None:
+        return counted, note, False
+    ends = max(0.0, state.doubt_ends_in)
+    if params.on_doubt == "wait":
+        return (
+            counted + state.doubt_credit,
+            note
+            + (
+                f"; {_eur(state.doubt_credit)} in doubt counted until verification ends in"
+                f" {_secs(ends)} (TOPUP_GUARD_ON_DOUBT=wait)"
+            ),
+            False,
+        )
+    burst = max(f.rate, f.peak_rate)
+    balance_now = f.balance - _money(f.rate * elapsed) + counted
+    to_floor = time_to_level(balance_now, params.min_balance, burst)
+    if to_floor <= ends + params.topup_latency + params.safety_margin:
+        return (
+            counted,
+            note
+            + (
+                f"; a top-up is in doubt (verification ends in {_secs(ends)}) but the balance"
+                f" reaches the floor in {_secs(to_floor)}: exhaustion beats doubt, not waiting"
+            ),
+            True,
+        )
+    return (
+        counted + state.doubt_credit,
+        note
+        + (
+            f"; {_eur(state.doubt_credit)} in doubt counted until verification ends in"
+            f" {_secs(ends)}"
+        ),
+        False,
+    )
 
 
 def next_poll(forecast: Forecast, params: PolicyParams, now: float) -> float:
@@ -143,12 +203,17 @@ def decide(
         return _decision(Action.NOTHING, reason, params.poll_min, exhaustion=False, projected=None)
     f = forecast
     elapsed = max(0.0, now - f.t)
-    poll = params.poll_min if state.in_flight else next_poll(f, params, now)
-    lead = lead_time(params, poll)
-    projected = f.balance - _money(f.rate * (elapsed + lead))
-    exhaustion = f.time_to_exhaustion - elapsed <= params.horizon
-    below = f.balance < params.min_balance
-    numbers = _numbers(f, projected, params, lead)
+    waiting = state.in_flight or state.credit_in_flight > 0 or state.doubt_ends_in is not None
+    poll = params.poll_min if waiting else next_poll(f, params, now)
+    lead = lead_time(params, poll, state.latency)
+    counted, doubt_note, despite = _credit_counted(f, state, params, elapsed)
+    projected = f.balance - _money(f.rate * (elapsed + lead)) + counted
+    tte = (
+        time_to_level(f.balance + counted, Decimal(0), f.rate) if counted else f.time_to_exhaustion
+    )
+    exhaustion = tte - elapsed <= params.horizon
+    below = f.balance + counted < params.min_balance
+    numbers = _numbers(f, projected, params, lead) + doubt_note
 
     if projected >= params.min_balance:
         blocker = _blocker(state) if exhaustion else None
@@ -176,7 +241,7 @@ def decide(
         capped = f" (wanted {wanted}; caps allow {count})" if count < wanted else ""
         if count > 1 and f.confidence < THIN_CONFIDENCE:
             count = 1
-            capped = f" (wanted {wanted}; one at a time on a thin forecast, confidence"
+            capped = f" (wanted {wanted}; one at a time: few readings yet, confidence"
             capped += f" {f.confidence:.2f})"
         reason = f"{numbers}; topping up {count} × {_amount(state)}{capped}"
         return _decision(
@@ -187,6 +252,7 @@ def decide(
             projected,
             count=count,
             wanted=wanted,
+            despite_doubt=despite,
         )
     reason = f"{numbers}; would top up {wanted} × {_amount(state)} but {_BLOCKER_TEXT[blocker]}"
     warn = exhaustion or below or blocker == "dry_run"
@@ -204,6 +270,7 @@ def _decision(
     count: int = 0,
     wanted: int = 0,
     blocked_by: str | None = None,
+    despite_doubt: bool = False,
 ) -> Decision:
     return Decision(
         action=action,
@@ -214,6 +281,7 @@ def _decision(
         blocked_by=blocked_by,
         exhaustion_within_horizon=exhaustion,
         projected_balance=projected,
+        despite_doubt=despite_doubt,
     )
 
 
@@ -276,4 +344,8 @@ def _rate(value: float) -> str:
 def _secs(value: float) -> str:
     if math.isinf(value):
         return "never"
+    if value < 0.05:
+        return "now"
+    if value < 10:
+        return f"{value:.1f} s"
     return f"{value:.0f} s" if value < 7200 else f"{value / 3600:.1f} h"

@@ -126,6 +126,7 @@ class SpendTracker:
         self._expected = _ZERO
         self._expected_since = 0.0
         self._last_credit: Credit | None = None
+        self.lumps_total = _ZERO  # one-off debits kept out of the rate
 
     # --- input ----------------------------------------------------------------------------
     def note_expected_credit(self, amount: Decimal) -> None:
@@ -143,8 +144,12 @@ class SpendTracker:
             self._expected_since = self._long[-1].t if self._long else -math.inf
         self._expected += amount
 
-    def add(self, sample: BalanceSample) -> Credit | None:
-        """Record ``sample``; return the credit if the balance rose since the previous one."""
+    def add(self, sample: BalanceSample, *, lump: bool = False) -> Credit | None:
+        """Record ``sample``; return the credit if the balance rose since the previous one.
+
+        ``lump``: the drop into this sample is a one-off debit (``readings.ReadingJudge``), not
+        a flow: the gap counts as of unknown spend, so the rate elsewhere stands in for it and
+        the lump is neither extrapolated nor a peak."""
         t, balance = _checked(sample)
         if not self._long:
             self._push(_Rec(t, balance, _ZERO, 0.0, _ZERO, 0), merge=False)
@@ -156,6 +161,9 @@ class SpendTracker:
         if self._expected > 0 and t - self._expected_since > self._expected_ttl:
             self._expected = _ZERO
         spend, credit, known = _split_gap(delta, self._expected)
+        if lump and delta < 0:
+            spend, known = _ZERO, False
+            self.lumps_total += -delta
         if known and credit > 0:
             self._expected = _ZERO  # consumed by this rise
         rec = _Rec(

@@ -186,7 +186,14 @@ def classify(
         if obj is None or not _is_error_body(obj):
             return None  # the parser decides whether the body has what it needs
         if endpoint == TOP_UP:
-            return TopUpRefusedError(ctx.message(text), **kw)
+            # Definite only for a known refusal (matched above) or failed authentication (nothing
+            # was done); any other code under a 200 says nothing about whether the charge was
+            # applied, so it must be verified by balance, never recorded as "nothing charged".
+            if kw["code"] == "401" and "auth" in (label or "").casefold():
+                return AuthenticationError(ctx.message(text), **kw)
+            return MalformedResponseError(
+                ctx.message(f"200 carrying error-code {kw['code'] or '?'}: {text}"), **kw
+            )
         # An error body under a 2xx: classify by the code it carries, if it is an HTTP status.
         code = kw["code"] or ""
         cls = _class_for(int(code)) if code.isascii() and code.isdigit() else ApiError

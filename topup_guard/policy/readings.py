@@ -1,0 +1,174 @@
+"""Readings are judged before they are believed. Pure: samples and context are arguments.
+
+A balance answer can be wrong without being malformed: a cache serves one from 15 s ago, two
+answers arrive out of order, a glitch reads ``1E+2`` then ``-1e-7``, a value is absurd
+(``1e16``). Believed as they come, such readings move the forecast backwards, show phantom
+credits, and buy top-ups. And one real reading can be far out of line: a one-off debit (a monthly
+number rental, a transfer to a subaccount) must not be extrapolated as a rate.
+
+The rules, in order:
+1. **Implausible** (non-finite, beyond ``max_balance`` in magnitude): a *misread* — counted,
+   alerted, dropped; never a crash.
+2. **Older than the latest believed reading** (reordered answers): dropped; the forecast never
+   moves backwards.
+3. **An outlier is held for one more reading.** A drop far beyond what the recent spend explains
+   (median/MAD of the recent per-gap rates, after the burn-rate and Hampel-filter habit of
+   judging a point by the robust spread of its neighbours), or a rise that no credit in flight
+   explains. The next reading decides: if it stays near the held level, the held reading was
+   real (a drop that then continues at the burst pace is a *burst*: spend; one that does not is
+   a *lump*: reported and kept out of the rate); if it returns near the trajectory before, the
+   held reading was a *misread* and is dropped. While a reading is held the decision sees only
+   believed readings, so money never moves on a single outlier; the engine looks again soon.
+Few gaps of history (start-up) give no robust spread: nothing is held, and the decision's own
+thin-forecast rule keeps top-ups one at a time.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from statistics import median
+
+from topup_guard.model import BalanceSample
+
+# A drop is an outlier only when it is at least this many EUR (smaller ones are noise) ...
+LUMP_MIN_EUR = Decimal("1")
+# ... and this many times what the robust recent rate explains in the gap.
+LUMP_FACTOR = 8.0
+MAD_SIGMAS = 4.0  # plus this many robust standard deviations
+# A held drop followed by a gap faster than this multiple of the recent rate is a burst.
+BURST_FACTOR = 3.0
+MIN_GAP = 1.0  # seconds: as in the forecast, a tiny gap is not a huge rate
+MIN_HISTORY = 4  # gaps needed before anything is judged an outlier
+_GAPS_KEPT = 32
+DEFAULT_MAX_BALANCE = Decimal("10000000")
+
+
+class Kind(enum.Enum):
+    BELIEVED = "believed"  # feed to the forecast
+    LUMP = "lump"  # feed, but the gap's drop is a one-off debit, not a rate
+    HELD = "held"  # outlier: wait for the next reading
+    MISREAD = "misread"  # implausible or reverted: dropped
+    STALE = "stale"  # older than a believed reading: dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    sample: BalanceSample
+    kind: Kind
+    why: str = ""
+
+
+class ReadingJudge:
+    """Judges each new reading against the believed ones; keeps at most one held."""
+
+    def __init__(self, max_balance: Decimal = DEFAULT_MAX_BALANCE) -> None:
+        self.max_balance = max_balance
+        self.last: BalanceSample | None = None  # the latest believed reading
+        self.held: BalanceSample | None = None
+        self._held_why = ""
+        self._rates: deque[float] = deque(maxlen=_GAPS_KEPT)  # EUR/s of recent believed gaps
+        self.misreads = 0
+        self.stale = 0
+        self.lumps: list[tuple[float, Decimal]] = []  # (t, EUR) of recent one-off debits
+
+    # --- the robust baseline ---------------------------------------------------------------
+    def baseline(self) -> tuple[float, float] | None:
+        """(median rate, robust sigma) of recent gaps, or None with too little history."""
+        if len(self._rates) < MIN_HISTORY:
+            return None
+        rates = list(self._rates)
+        mid = median(rates)
+        mad = median(abs(r - mid) for r in rates)
+        return mid, 1.4826 * mad
+
+    def drop_threshold(self, gap: float, rate_hint: float = 0.0) -> Decimal | None:
+        """The drop in a gap of ``gap`` s beyond which a reading is held (None: nothing held)."""
+        base = self.baseline()
+        if base is None:
+            return None
+        mid, sigma = base
+        expected = max(mid, rate_hint if math.isfinite(rate_hint) else 0.0)
+        span = max(gap, MIN_GAP)
+        eur = LUMP_FACTOR * expected * span + MAD_SIGMAS * sigma * span
+        return max(LUMP_MIN_EUR, Decimal(repr(min(eur, 1e12))))
+
+    # --- judging ---------------------------------------------------------------------------
+    def judge(
+        self, sample: BalanceSample, *, rise_explained: bool = False, rate_hint: float = 0.0
+    ) -> list[Judged]:
+        """The verdicts this reading settles, oldest first (a held reading is settled by the
+        next one, so two verdicts can come at once). ``rise_explained``: a credit in flight
+        accounts for a rise to this reading."""
+        value = sample.balance
+        if not value.is_finite() or abs(value) > self.max_balance or not math.isfinite(sample.t):
+            self.misreads += 1
+            return [Judged(sample, Kind.MISREAD, "implausible value")]
+        if self.last is not None and sample.t < self.last.t:
+            self.stale += 1
+            return [Judged(sample, Kind.STALE, "older than a reading already believed")]
+        if self.held is not None:
+            return self._settle_held(sample, rise_explained, rate_hint)
+        if self.last is None:
+            return [self._believe(sample, Kind.BELIEVED)]
+        outlier = self._outlier(self.last, sample, rise_explained, rate_hint)
+        if outlier:
+            self.held, self._held_why = sample, outlier
+            return [Judged(sample, Kind.HELD, outlier)]
+        return [self._believe(sample, Kind.BELIEVED)]
+
+    def _outlier(
+        self, prev: BalanceSample, cur: BalanceSample, rise_explained: bool, rate_hint: float
+    ) -> str:
+        delta = cur.balance - prev.balance
+        if delta > 0:
+            if rise_explained or delta < LUMP_MIN_EUR or self.baseline() is None:
+                return ""
+            return f"a rise of {delta:.2f} EUR that no top-up in flight explains"
+        threshold = self.drop_threshold(cur.t - prev.t, rate_hint)
+        if threshold is not None and -delta > threshold:
+            return f"a drop of {-delta:.2f} EUR, far beyond the recent spend"
+        return ""
+
+    def _settle_held(
+        self, sample: BalanceSample, rise_explained: bool, rate_hint: float
+    ) -> list[Judged]:
+        held, prev = self.held, self.last
+        assert held is not None
+        assert prev is not None
+        self.held = None
+        if sample.t < held.t:
+            self.stale += 1
+            return [Judged(sample, Kind.STALE, "older than the held reading")]
+        # Which level does the new reading continue: the held one, or the one before it?
+        if abs(sample.balance - held.balance) <= abs(sample.balance - prev.balance):
+            kind = Kind.BELIEVED
+            if held.balance < prev.balance and not self._continues_fast(held, sample):
+                kind = Kind.LUMP
+            first = self._believe(held, kind, self._held_why)
+            # The confirming reading itself may be an outlier against the held one (rare).
+            return [first, *self.judge(sample, rise_explained=rise_explained, rate_hint=rate_hint)]
+        self.misreads += 1
+        dropped = Judged(held, Kind.MISREAD, f"{self._held_why}; the next reading reverted it")
+        return [dropped, *self.judge(sample, rise_explained=rise_explained, rate_hint=rate_hint)]
+
+    def _continues_fast(self, held: BalanceSample, nxt: BalanceSample) -> bool:
+        base = self.baseline()
+        mid = base[0] if base else 0.0
+        gap = max(nxt.t - held.t, MIN_GAP)
+        rate = float(held.balance - nxt.balance) / gap
+        return rate > BURST_FACTOR * mid and rate > 0
+
+    def _believe(self, sample: BalanceSample, kind: Kind, why: str = "") -> Judged:
+        prev = self.last
+        if prev is not None and sample.t > prev.t:
+            drop = prev.balance - sample.balance
+            if kind is Kind.LUMP:
+                self.lumps = [*self.lumps[-9:], (sample.t, drop)]
+            elif drop >= 0:
+                self._rates.append(float(drop) / max(sample.t - prev.t, MIN_GAP))
+        self.last = sample
+        return Judged(sample, kind, why)

@@ -1,0 +1,278 @@
+"""Settling top-ups from the balance: evidence in, ledger verdicts and events out.
+
+The engine hands every believed pair of consecutive readings here; ``CreditWatch`` (pure) says
+which attempts the step settles, and this class writes what that proves to the ledger through
+``SafeTopUp.settle`` and returns the events to announce. It also learns, from the account itself,
+the top-up amount (only from a clean step after Vonage's "200") and how long credits take.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from decimal import Decimal
+
+from topup_guard.clock import Clock
+from topup_guard.events import Outcome, TopUpFinished
+from topup_guard.ledger.base import Attempt, AttemptState
+from topup_guard.model import BalanceSample
+from topup_guard.policy.credits import (
+    PLAUSIBLE_MIN_TOPUP,
+    CreditMatch,
+    CreditWatch,
+    InFlight,
+    LatencyModel,
+)
+from topup_guard.topup import (
+    UNCONFIRMED_ACTION,
+    SafeTopUp,
+    SendOutcome,
+    SendResult,
+    TopUpRequest,
+    finished,
+)
+
+log = logging.getLogger("topup_guard.settling")
+# Seconds an attempt belongs to the process that began it, before anyone else may settle it: its
+# POST (all retries) and its own verification fit in this, plus the settle window.
+OWNER_GRACE = 45.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    req: TopUpRequest
+    requests: int
+
+
+class Settlement:
+    """The attempts this process is settling, and what it has learnt from them."""
+
+    def __init__(
+        self,
+        safe: SafeTopUp,
+        clock: Clock,
+        latency: LatencyModel,
+        *,
+        configured_amount: Decimal | None,
+        settle_window: float,
+        autoreload_possible: bool = True,
+    ) -> None:
+        self.safe = safe
+        self.watch = CreditWatch()
+        self.latency = latency
+        self._clock = clock
+        self._configured = configured_amount
+        self._settle_window = settle_window
+        self._context: dict[int, _Context] = {}
+        self.learnt_amount: Decimal | None = None
+        self.unexplained_total = Decimal(0)
+        self.missing: dict[int, str] = {}  # confirmed attempts whose credit never showed
+        self.autoreload_possible = autoreload_possible
+
+    # --- amounts ---------------------------------------------------------------------------
+    def amount(self) -> Decimal | None:
+        """The configured top-up amount, else the learnt one."""
+        return self._configured if self._configured is not None else self.learnt_amount
+
+    def learn_from_ledger(self, attempts: list[Attempt]) -> None:
+        """After a restart: the latest amount a clean, confirmed step proved."""
+        if self._configured is not None or self.learnt_amount is not None:
+            return
+        for a in reversed(attempts):
+            clean = (a.evidence or "").startswith("api; clean")
+            credited = a.credited
+            succeeded = a.state is AttemptState.SUCCEEDED
+            if succeeded and clean and credited is not None and credited >= PLAUSIBLE_MIN_TOPUP:
+                self.learnt_amount = credited
+                return
+
+    # --- sending ---------------------------------------------------------------------------
+    def track(self, result: SendResult, req: TopUpRequest) -> TopUpFinished | None:
+        """Start watching a sent attempt; returns the event when it is already final."""
+        a, now = result.attempt, result.answered_at
+        wall = self._clock.wall()
+        if result.outcome is SendOutcome.FAILED:
+            return finished(a, Outcome.FAILED, wall=wall, detail=result.detail,
+                            requests=result.requests, rate=req.rate,
+                            time_to_exhaustion=req.time_to_exhaustion,
+                            action=result.action)  # fmt: skip
+        if result.outcome is SendOutcome.DRY_RUN:
+            return finished(a, Outcome.DRY_RUN, wall=wall, detail=result.detail, rate=req.rate,
+                            time_to_exhaustion=req.time_to_exhaustion)  # fmt: skip
+        confirmed = result.outcome is SendOutcome.CONFIRMED
+        window = self._settle_window if confirmed else self.latency.window()
+        self._context[a.attempt_id] = _Context(req, result.requests)
+        self.watch.add(
+            InFlight(
+                attempt_id=a.attempt_id,
+                amount=req.expected_amount,
+                sent_at=now,
+                confirmed=confirmed,
+                deadline=now + window,
+                baseline=req.balance_before,
+            )
+        )
+        return None
+
+    # --- evidence --------------------------------------------------------------------------
+    async def on_step(
+        self, prev: BalanceSample, cur: BalanceSample, rate: float
+    ) -> tuple[list[TopUpFinished], Decimal]:
+        """Settle what the step proves; returns the events and the matched credit total."""
+        verdict = self.watch.on_step(prev, cur, rate)
+        events = [await self._settle_match(m, cur) for m in verdict.matches]
+        if verdict.unexplained > 0:
+            self.unexplained_total += verdict.unexplained
+            log.info(
+                "credit_unexplained",
+                extra={
+                    "credit_eur": str(verdict.unexplained),
+                    "detail": "a rise no top-up of this guard explains (Vonage's auto-reload, a "
+                    "refund, a manual payment); never learnt as the top-up amount",
+                },
+            )
+        matched = sum((m.credited for m in verdict.matches), Decimal(0))
+        return events, matched
+
+    async def _settle_match(self, m: CreditMatch, cur: BalanceSample) -> TopUpFinished:
+        e = m.entry
+        ctx = self._context.pop(e.attempt_id, None)
+        self.missing.pop(e.attempt_id, None)
+        if e.confirmed:
+            self.latency.observe(m.latency)
+            learn = m.clean and self._configured is None and m.credited >= PLAUSIBLE_MIN_TOPUP
+            if learn:
+                self.learnt_amount = m.credited
+            evidence = ("api; clean step: " if m.clean else "api; ") + m.evidence
+            detail = "Vonage confirmed the top-up and its credit showed in the balance"
+        else:
+            evidence = m.evidence
+            if self.autoreload_possible:
+                evidence += "; Vonage's own auto-reload adds the same amount and could explain it"
+            detail = "the answer was ambiguous; the credit showed in the balance"
+        attempt = await self._attempt(e.attempt_id)
+        if attempt is None:
+            raise LookupError(f"attempt {e.attempt_id} vanished from the ledger")
+        done = await self.safe.settle(
+            attempt, AttemptState.SUCCEEDED, credited=m.credited, evidence=evidence, detail=detail
+        )
+        req = ctx.req if ctx else None
+        return finished(
+            done, Outcome.SUCCEEDED, wall=self._clock.wall(), detail=detail,
+            requests=ctx.requests if ctx else 0, rate=req.rate if req else 0.0,
+            time_to_exhaustion=req.time_to_exhaustion if req else float("inf"),
+            after=cur.balance, evidence=evidence,
+        )  # fmt: skip
+
+    async def expire(self) -> list[TopUpFinished]:
+        """Attempts whose window ended without their credit showing."""
+        events: list[TopUpFinished] = []
+        for e in self.watch.expire(self._clock.now()):
+            waited = e.deadline - e.sent_at
+            attempt = await self._attempt(e.attempt_id)
+            if attempt is None:
+                continue
+            ctx = self._context.get(e.attempt_id)
+            if e.confirmed:
+                # Vonage said it was applied; the balance disagrees. Stop counting it as money
+                # on its way (the policy may buy again) and say so loudly.
+                text = (
+                    f"Vonage confirmed top-up {e.attempt_id} but its credit has not shown in the"
+                    f" balance after {waited:.0f} s"
+                )
+                self.missing[e.attempt_id] = text
+                detail = text + "; no longer counted as on its way"
+                await self.safe.settle(
+                    attempt, AttemptState.SUCCEEDED, evidence="api", detail=detail
+                )
+                continue
+            if attempt.state is not AttemptState.UNKNOWN:
+                continue  # settled meanwhile by someone else
+            detail = (
+                f"{attempt.detail or 'the answer was ambiguous'}; no credit step showed within"
+                f" {waited:.0f} s ({self.latency.window():.0f} s is three times the slowest credit"
+                " seen, within the settle window)"
+            )
+            done = await self.safe.settle(attempt, AttemptState.UNCONFIRMED, detail=detail)
+            events.append(
+                finished(done, Outcome.UNCONFIRMED, wall=self._clock.wall(), detail=detail,
+                         requests=ctx.requests if ctx else 0,
+                         rate=ctx.req.rate if ctx else 0.0, action=UNCONFIRMED_ACTION)
+            )  # fmt: skip
+        return events
+
+    # --- attempts left by others -------------------------------------------------------------
+    def owns_or_orphan(self, attempt: Attempt) -> bool:
+        """True when this process may settle ``attempt``: its own (this or an earlier life of
+        this process), or its owner is gone (dead process on this host, or past its grace)."""
+        me = self.safe.coordinator.holder
+        if attempt.holder == me:
+            return True
+        host, _, pid = attempt.holder.rpartition(":")
+        if host and host == socket.gethostname() and pid.isdigit():
+            return not _alive(int(pid))
+        age = self._clock.wall() - attempt.created_wall
+        return age > OWNER_GRACE + self._settle_window
+
+    async def adopt(
+        self, attempts: list[Attempt], cur: BalanceSample, rate: float
+    ) -> list[TopUpFinished]:
+        """Take over unresolved attempts nobody else is settling (a crash, a dead holder).
+
+        The reading recorded before the request and the reading now are two readings: a rise
+        between them proves a credit, as between consecutive ones. Without one, the attempt is
+        watched like a fresh ambiguous one until its window (from its creation) ends.
+        """
+        events: list[TopUpFinished] = []
+        now, wall = self._clock.now(), self._clock.wall()
+        for a in attempts:
+            if a.attempt_id in self.watch or not self.owns_or_orphan(a):
+                continue
+            if a.state is AttemptState.PENDING:
+                a = await self.safe.settle(a, AttemptState.UNKNOWN,
+                                           detail="found pending (the process that sent it is "
+                                           "gone): verifying by balance")  # fmt: skip
+            age = max(0.0, wall - a.created_wall)
+            sent_at = now - age
+            entry = InFlight(
+                attempt_id=a.attempt_id,
+                amount=a.expected_amount or self.amount(),
+                sent_at=sent_at,
+                confirmed=False,
+                deadline=max(sent_at + self.latency.window(), now),
+                baseline=a.balance_before,
+            )
+            probe = CreditWatch()
+            probe.add(entry)
+            verdict = probe.on_step(BalanceSample(sent_at, a.balance_before), cur, rate)
+            self.watch.add(entry)
+            if verdict.matches:
+                events.append(await self._settle_match(verdict.matches[0], cur))
+        return events
+
+    async def _attempt(self, attempt_id: int) -> Attempt | None:
+        for a in reversed(await self.safe.ledger.latest(256)):
+            if a.attempt_id == attempt_id:
+                return a
+        return None
+
+    # --- the decision's view ---------------------------------------------------------------
+    def doubt_ends_in(self) -> float | None:
+        doubt = self.watch.doubtful()
+        if not doubt:
+            return None
+        return max(e.deadline for e in doubt) - self._clock.now()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
