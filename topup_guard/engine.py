@@ -290,8 +290,10 @@ class Engine:
         attempts = await self._ledger.since(wall - limits.DAY)
         unresolved = await self._ledger.unresolved()
         self.settlement.learn_from_ledger(attempts)
+        self.settlement.observe_foreign(attempts[-16:])
         amount = self.settlement.amount()
         watch = self.settlement.watch
+        # A request on the wire elsewhere (a CLI's PENDING): the ledger refuses a new one anyway.
         foreign = [a for a in unresolved if a.attempt_id not in watch]
         use = self._local_spend.merged(
             limits.usage(attempts, wall, assumed_amount=amount), self._clock.now()

@@ -70,6 +70,7 @@ class Settlement:
         self.unexplained_total = Decimal(0)
         self.missing: dict[int, str] = {}  # confirmed attempts whose credit never showed
         self.autoreload_possible = autoreload_possible
+        self._foreign_seen: set[int] = set()
 
     # --- amounts ---------------------------------------------------------------------------
     def amount(self) -> Decimal | None:
@@ -122,7 +123,7 @@ class Settlement:
     ) -> tuple[list[TopUpFinished], Decimal]:
         """Settle what the step proves; returns the events and the matched credit total."""
         verdict = self.watch.on_step(prev, cur, rate)
-        events = [await self._settle_match(m, cur) for m in verdict.matches]
+        events = [await self._settle_match(m, cur) for m in verdict.matches if m.entry.mine]
         if verdict.unexplained > 0:
             self.unexplained_total += verdict.unexplained
             log.info(
@@ -170,6 +171,9 @@ class Settlement:
         """Attempts whose window ended without their credit showing."""
         events: list[TopUpFinished] = []
         for e in self.watch.expire(self._clock.now()):
+            if not e.mine:
+                self.watch.discard(e.attempt_id)  # its owner says what happened, not us
+                continue
             waited = e.deadline - e.sent_at
             attempt = await self._attempt(e.attempt_id)
             if attempt is None:
@@ -251,6 +255,34 @@ class Settlement:
             if verdict.matches:
                 events.append(await self._settle_match(verdict.matches[0], cur))
         return events
+
+    def observe_foreign(self, attempts: list[Attempt]) -> None:
+        """Count the money of another live process's top-up (a CLI's) as on its way or in doubt,
+        so the loop does not buy it again; that process settles it, this one only watches."""
+        now, wall = self._clock.now(), self._clock.wall()
+        me = self.safe.coordinator.holder
+        for a in attempts:
+            if a.holder == me or a.attempt_id in self._foreign_seen or a.attempt_id in self.watch:
+                continue
+            confirmed = a.state is AttemptState.SUCCEEDED and a.credited is None
+            confirmed = confirmed and a.evidence == "api"
+            doubt = a.state is AttemptState.UNKNOWN and not self.owns_or_orphan(a)
+            age = wall - a.updated_wall
+            if not (confirmed or doubt) or age > self._settle_window:
+                continue
+            self._foreign_seen.add(a.attempt_id)
+            sent_at = now - max(0.0, age)
+            self.watch.add(
+                InFlight(
+                    attempt_id=a.attempt_id,
+                    amount=a.expected_amount or self.amount(),
+                    sent_at=sent_at,
+                    confirmed=confirmed,
+                    deadline=sent_at + (self._settle_window if confirmed else OWNER_GRACE),
+                    baseline=a.balance_before,
+                    mine=False,
+                )
+            )
 
     async def _attempt(self, attempt_id: int) -> Attempt | None:
         for a in reversed(await self.safe.ledger.latest(256)):

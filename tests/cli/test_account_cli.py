@@ -73,8 +73,8 @@ async def test_top_up_with_yes_charges_once_and_shows_balance_before_and_after(
 ) -> None:
     code, out, err = await cli("top-up", "--yes")
     assert code == 0, err
-    assert "Balance before: EUR 100" in out
-    assert "Balance after:  EUR 150" in out
+    assert "Topped up EUR 50.00: EUR 100" in out
+    assert "-> EUR 150" in out
     assert len((await sim_state(account_env))["topups"]) == 1
 
 
@@ -82,10 +82,11 @@ async def test_top_up_json_reports_both_balances_and_the_credit(cli: Run) -> Non
     code, out, _ = await cli("top-up", "--yes", "--json")
     assert code == 0
     data = json.loads(out)
-    assert data["outcome"] == "accepted"
-    assert Decimal(data["balance_before_eur"]) == 100
-    assert Decimal(data["balance_after_eur"]) == 150
-    assert Decimal(data["credited_eur"]) == 50
+    assert data["outcome"] == "succeeded"
+    assert data["answer"] == "confirmed"
+    assert Decimal(data["balance_before"]) == 100
+    assert Decimal(data["balance_after"]) == 150
+    assert Decimal(data["credited"]) == 50  # from the balance step, not after - before
 
 
 async def test_top_up_on_a_terminal_asks_showing_the_balance_and_charges_on_yes(
@@ -107,26 +108,30 @@ async def test_top_up_on_a_terminal_charges_nothing_when_the_answer_is_no(
     assert (await sim_state(account_env))["topups"] == []
 
 
-async def test_top_up_after_an_ambiguous_5xx_says_outcome_unknown_and_does_not_retry(
+async def test_top_up_after_an_ambiguous_5xx_is_verified_by_balance_and_not_resent(
     cli: Run, account_env: RunningSimulator
 ) -> None:
     await sim_post(account_env, "/_sim/faults", {"endpoint": "top-up", "kind": "error_500_after"})
-    code, out, err = await cli("top-up", "--yes")
-    assert code == 1
-    assert out == ""
-    assert "outcome unknown — check the balance before trying again" in err
+    code, out, err = await cli("top-up", "--yes", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["answer"], data["outcome"]) == ("ambiguous", "succeeded")
+    assert "balance step" in data["evidence"]
     state = await sim_state(account_env)
     assert len(state["topups"]) == 1  # applied by Vonage, and sent exactly once
     assert sum(state["calls"]["top-up"].values()) == 1
 
 
-async def test_top_up_after_a_reset_says_outcome_unknown(
-    cli: Run, account_env: RunningSimulator
+async def test_top_up_after_a_reset_not_applied_ends_unconfirmed_and_tells_what_to_do(
+    cli: Run, account_env: RunningSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await sim_post(account_env, "/_sim/faults", {"endpoint": "top-up", "kind": "reset_after"})
+    monkeypatch.setenv("TOPUP_GUARD_SETTLE_WINDOW", "3")
+    await sim_post(account_env, "/_sim/faults", {"endpoint": "top-up", "kind": "reset_before"})
     code, _, err = await cli("top-up", "--yes")
-    assert code == 1
-    assert "outcome unknown" in err
+    assert code == 3
+    assert "unconfirmed" in err
+    assert "Vonage dashboard" in err
+    assert (await sim_state(account_env))["topups"] == []
 
 
 async def test_top_up_is_not_sent_when_auto_reload_is_off(

@@ -192,6 +192,9 @@ def _report(args: argparse.Namespace, event: TopUpFinished, sent: SendOutcome) -
         text = f"Top-up {event.outcome.value}: {event.detail}"
         if event.action_needed:
             text += f"\n{event.action_needed}"
+        if not args.json:
+            err(text)  # a failure is a message for a person, not output for a script
+            return 3 if event.outcome is Outcome.UNCONFIRMED else 1
     emit(args, data, text)
     return (
         0

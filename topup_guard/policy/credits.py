@@ -64,6 +64,7 @@ class InFlight:
     deadline: float  # clock time after which it leaves the in-flight set
     baseline: Decimal | None = None  # the balance read before it was sent (for the evidence)
     late: bool = False  # past its deadline, still matchable
+    mine: bool = True  # False: another live process (a CLI top-up) settles it; only counted
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,7 @@ class SimAccount(AccountExtras):
         self.autoreloads: list[tuple[float, Decimal]] = []
         self.topups: list[tuple[float, Decimal]] = []
         self.payments_failed = 0
+        self.debits: list[tuple[float, Decimal]] = []
         self.served_spend = Decimal(0)
         self.served_events = 0
         self.failed_spend = Decimal(0)
@@ -326,6 +327,13 @@ class SimAccount(AccountExtras):
         """Replace the scenario's rate by a constant EUR/s from ``t`` on; None restores it."""
         self.advance_to(t)
         self.spend_rate_override = None if rate is None else Decimal(rate)
+
+    def one_off_debit(self, amount: Decimal, t: float) -> None:
+        """A single charge that is not message traffic (a monthly number rental, a manual
+        transfer to a subaccount): taken whole, as far as the balance goes."""
+        self.advance_to(t)
+        self.debits.append((self._now, Decimal(amount)))
+        self._balance -= min(Decimal(amount), max(self._balance, Decimal(0)))
 
     # --- balance movements from the subaccount API ----------------------------------------
     def _debit_primary(self, amount: Decimal) -> None:

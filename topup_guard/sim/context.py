@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from aiohttp import web
 
@@ -31,6 +32,8 @@ class SimContext:
     faults: FaultInjector = field(default_factory=FaultInjector)
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # (simulated time, balance, autoReload) of recent get-balance answers, for ``stale`` faults.
+    answers: deque[tuple[float, Decimal, bool]] = field(default_factory=lambda: deque(maxlen=512))
 
     def sim_time(self) -> float:
         return self.origin + (self.clock.now() - self.started) * self.speed

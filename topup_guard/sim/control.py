@@ -24,6 +24,8 @@ _CONTROL_KEYS = {
     "spend_rate",
     "topup_amount",
     "autoreload_threshold",
+    "credit_delay_s",
+    "debit",
 }
 
 
@@ -96,7 +98,9 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 
 async def control(request: web.Request) -> web.Response:
-    """Set any of ``_CONTROL_KEYS``; ``spend_rate: null`` restores the scenario's rate."""
+    """Set any of ``_CONTROL_KEYS``; ``spend_rate: null`` restores the scenario's rate;
+    ``debit`` takes a one-off amount now (a number rental, a transfer to a subaccount);
+    ``credit_delay_s`` makes top-up credits show that long after Vonage's "200"."""
     ctx = request.app[CONTEXT]
     data = await _body(request)
     if not isinstance(data, dict):
@@ -120,6 +124,13 @@ def _apply(ctx: SimContext, data: dict[str, Any]) -> None:
     fail = data.get("fail_payments", 0)
     if isinstance(fail, bool) or not isinstance(fail, int) or fail < 0:
         raise ValueError("fail_payments must be a non-negative integer")
+    debit = _money("debit", data["debit"]) if "debit" in data else None
+    if debit is not None and debit <= 0:
+        raise ValueError("debit must be a positive amount")
+    delay = data.get("credit_delay_s")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | Decimal)
+                              or delay < 0):  # fmt: skip
+        raise ValueError("credit_delay_s must be a non-negative number of seconds")
     rate = data.get("spend_rate")
     rate_value = None if rate is None else _money("spend_rate", rate)
     if rate_value is not None and rate_value < 0:
@@ -137,6 +148,10 @@ def _apply(ctx: SimContext, data: dict[str, Any]) -> None:
         a.fail_payments = fail
     if "spend_rate" in data:
         a.set_spend_rate(rate_value, t)
+    if delay is not None:
+        a.credit_delay_s = float(delay)  # how long a top-up's credit lags Vonage's "200"
+    if debit is not None:
+        a.one_off_debit(debit, t)
 
 
 def _money(key: str, raw: object) -> Decimal:

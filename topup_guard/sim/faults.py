@@ -20,6 +20,9 @@ Each kind says whether the change is applied (the part a money-safe client must 
 | value_infinity    | 200 ``{"value": Infinity, ...}`` (not JSON)    | yes      |
 | negative_balance  | 200 ``{"value": -12.5, ...}``: a postpaid debt | yes      |
 | redirect          | 302 to another URL (a proxy or a misrouted host) | no     |
+| stale             | 200 with the balance answered ``delay`` s earlier (a cache) | yes |
+| value_absurd      | 200 ``{"value": 1e16, ...}``: valid JSON, impossible balance | yes |
+| value_glitch      | 200 ``{"value": <value>, ...}`` with the fault's ``value`` verbatim | yes |
 
 The ``value_*`` kinds and ``negative_balance`` answer a balance-shaped body on any endpoint (on
 ``top-up`` that is a 200 without ``error-code`` "200": garbage). ``negative_balance`` is the one
@@ -50,12 +53,17 @@ FaultKind = Literal[
     "value_infinity",
     "negative_balance",
     "redirect",
+    "stale",
+    "value_absurd",
+    "value_glitch",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 ENDPOINTS = ("get-balance", "top-up", "settings", "secrets", "subaccounts", "balance-transfers")
 BEFORE_KINDS = frozenset(
     {"error_500_before", "reset_before", "rate_limit", "html_error", "slow", "redirect"}
 )
+# Balance-shaped answers that are valid JSON but not the current balance (judged by the guard).
+READING_KINDS = frozenset({"stale", "value_absurd", "value_glitch"})
 # Kinds that replace a handled answer's body: the change is applied, the answer is spoilt.
 BODY_KINDS = frozenset(
     {"empty_body", "huge_body", "value_string", "value_nan", "value_infinity", "negative_balance"}
@@ -71,6 +79,7 @@ class Fault:
     count: int = 1
     retry_after: float = 1.0
     delay: float = 30.0
+    value: str = "1E+2"  # value_glitch: the JSON number text to answer
 
     @property
     def before(self) -> bool:
@@ -85,7 +94,7 @@ def parse_fault(data: object) -> Fault:
     """A fault from the control API's JSON; ValueError says what is wrong."""
     if not isinstance(data, dict):
         raise ValueError("body must be a JSON object")
-    unknown = sorted(set(data) - {"endpoint", "kind", "count", "retry_after", "delay"})
+    unknown = sorted(set(data) - {"endpoint", "kind", "count", "retry_after", "delay", "value"})
     if unknown:
         raise ValueError(f"unknown key '{unknown[0]}'")
     endpoint, kind = data.get("endpoint", "*"), data.get("kind")
@@ -103,7 +112,16 @@ def parse_fault(data: object) -> Fault:
     for name, value in (("retry_after", retry_after), ("delay", delay)):
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal) or value < 0:
             raise ValueError(f"{name} must be a non-negative number")
-    return Fault(endpoint, kind, count, float(retry_after), float(delay))
+    value = str(data.get("value", "1E+2"))
+    if not _number_text(value):
+        raise ValueError("value must be a JSON number, e.g. 1E+2 or -1e-7")
+    return Fault(endpoint, kind, count, float(retry_after), float(delay), value)
+
+
+def _number_text(text: str) -> bool:
+    import re
+
+    return re.fullmatch(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?", text) is not None
 
 
 class FaultInjector:
@@ -130,4 +148,4 @@ class FaultInjector:
         match.count -= 1
         if match.count <= 0:
             self._faults.remove(match)
-        return Fault(match.endpoint, match.kind, 1, match.retry_after, match.delay)
+        return Fault(match.endpoint, match.kind, 1, match.retry_after, match.delay, match.value)

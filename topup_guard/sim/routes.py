@@ -72,8 +72,9 @@ class _InvalidJson(Exception):
 async def get_balance(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     await ctx.sleep(ctx.balance_latency_s / ctx.speed)
-    ctx.advance()
+    t = ctx.advance()
     account = ctx.account
+    ctx.answers.append((t, account.balance, account.auto_reload))
     return wire.json_response({"value": account.balance, "autoReload": account.auto_reload})
 
 

@@ -34,7 +34,7 @@ from topup_guard.sim import wire
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.context import CONTEXT, SimContext
 from topup_guard.sim.control import add_control_routes
-from topup_guard.sim.faults import BODY_KINDS, Fault
+from topup_guard.sim.faults import BODY_KINDS, READING_KINDS, Fault
 from topup_guard.sim.routes import (
     ENDPOINTS,
     REQUEST_ID,
@@ -121,6 +121,8 @@ async def _answer(
         return response, str(response.status)
     if kind == "error_500_after":
         return wire.problem("internal-error", rid, "Please try again later"), "500"
+    if kind in READING_KINDS:  # valid JSON, but not the balance now
+        return _reading_fault(ctx, fault), "200"
     if kind in BODY_KINDS:  # applied; the answer's body is garbage (or a postpaid debt)
         account = ctx.account
         return wire.garbage_body(kind, account.balance, account.auto_reload), "200"
@@ -340,3 +342,20 @@ async def _serve(
         await stop.wait()
     finally:
         await sim.stop()
+
+
+def _reading_fault(ctx: SimContext, fault: Fault) -> web.Response:
+    """``stale``: the answer given ``delay`` s earlier (a caching proxy); ``value_absurd`` and
+    ``value_glitch``: a well-formed JSON number that is not the balance."""
+    account = ctx.account
+    flag = "true" if account.auto_reload else "false"
+    if fault.kind == "stale":
+        now = ctx.sim_time()
+        old = [a for a in ctx.answers if a[0] <= now - fault.delay] or list(ctx.answers)[:1]
+        value, reload_ = (old[-1][1], old[-1][2]) if old else (account.balance, account.auto_reload)
+        body = f'{{"value": {wire.decimal_text(value)}, "autoReload": {str(reload_).lower()}}}'
+    elif fault.kind == "value_absurd":
+        body = f'{{"value": 1e16, "autoReload": {flag}}}'
+    else:
+        body = f'{{"value": {fault.value}, "autoReload": {flag}}}'
+    return web.Response(text=body, status=200, content_type="application/json")
