@@ -77,7 +77,8 @@ class Script:
     """What happens to the account while the guard runs."""
 
     at: list[tuple[float, Callable[[SimContext], None]]] = field(default_factory=list)
-    before_post: dict[int, list[Fault]] = field(default_factory=dict)  # n-th POST (1-based)
+    # n-th POST (1-based): faults for it, or actions (a credit delay for that very top-up)
+    before_post: dict[int, list[Fault | Callable[[SimContext], None]]] = field(default_factory=dict)
     after_post: dict[int, Callable[[SimContext], None]] = field(default_factory=dict)
 
     def due(self, ctx: SimContext, now: float) -> None:
@@ -127,6 +128,9 @@ class Scripted:
     reads: int = 0
     read_errors: int = 0
     post_wall: list[float] = field(default_factory=list)  # real seconds each POST took
+    post_virtual: list[float] = field(default_factory=list)  # virtual seconds each POST took
+    read_times: list[float] = field(default_factory=list)  # virtual time of each good read
+    post_times: list[float] = field(default_factory=list)  # virtual time each POST started
 
     async def get_balance(self) -> Balance:
         self.script.due(self.ctx, self.clock.now())
@@ -136,18 +140,24 @@ class Scripted:
             self.read_errors += 1
             raise
         self.reads += 1
+        self.read_times.append(self.clock.now())
         return balance
 
     async def top_up(self, trx: str) -> None:
         self.script.due(self.ctx, self.clock.now())
         self.posts += 1
         for f in self.script.before_post.get(self.posts, []):
-            self.ctx.faults.add(f)
-        started = time.monotonic()
+            if isinstance(f, Fault):
+                self.ctx.faults.add(f)
+            else:
+                f(self.ctx)
+        started, virtual = time.monotonic(), self.clock.now()
+        self.post_times.append(virtual)
         try:
             await self.client.top_up(trx)
         finally:
             self.post_wall.append(time.monotonic() - started)
+            self.post_virtual.append(self.clock.now() - virtual)
             after = self.script.after_post.get(self.posts)
             if after is not None:
                 after(self.ctx)
@@ -338,3 +348,41 @@ class Rewriter:
             await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+def money_truth(o: Outcome, tally: Any, *, initial: str, amount: str, slack: int = 1) -> None:
+    """The invariants of issues 9 and 10 for one run, asserted and tallied.
+
+    - no attempt left PENDING/UNKNOWN;
+    - every SUCCEEDED attempt is a credit the account received (Vonage's own auto-reloads
+      count as received credits: the ledger may attribute one to an ambiguous answer, and says
+      so), and every credit received for the guard is a SUCCEEDED attempt;
+    - every ``credited`` figure in the ledger is the amount really credited;
+    - no more credits than the spend needed, plus ``slack`` (a credit whose arrival was in doubt).
+    """
+    detail = o.describe()
+    assert o.unresolved == 0, f"attempts left unresolved:\n{detail}"
+    succeeded = len(o.succeeded)
+    assert o.applied <= succeeded <= o.applied + o.autoreloads, (
+        f"ledger: {succeeded} SUCCEEDED; account: {o.applied} top-ups applied,"
+        f" {o.autoreloads} auto-reloads:\n{detail}"
+    )
+    by_balance = [a for a in o.succeeded if not (a.evidence or "").startswith("api")]
+    assert succeeded - o.applied <= sum(
+        1 for a in by_balance if "auto-reload" in (a.evidence or "")
+    ), f"a SUCCEEDED attempt no credit explains:\n{detail}"
+    wrong = [a for a in o.succeeded if a.credited is not None and a.credited != Decimal(amount)]
+    assert not wrong, f"ledger credited figures that are not the real {amount} EUR:\n{detail}"
+    needed = o.needed(initial, amount)
+    credits = o.applied
+    assert credits <= needed + slack, f"{credits} credits for a need of {needed}:\n{detail}"
+    tally.add("runs")
+    tally.add("refused_eur", float(o.refused))
+    tally.add("credits_applied", credits)
+    tally.add("autoreloads", o.autoreloads)
+    tally.add("succeeded_in_ledger", succeeded)
+    tally.add("attempts_audited", len(o.attempts))
+    tally.add("unconfirmed", sum(1 for a in o.attempts if a.state is AttemptState.UNCONFIRMED))
+    tally.add("failed", sum(1 for a in o.attempts if a.state is AttemptState.FAILED))
+    tally.add("credits_needed", needed)
+    tally.peak("most_credits_over_need", credits - needed)

@@ -261,7 +261,7 @@ async def test_rate_limit_carries_retry_after(client: VonageClient, mocked: aior
         ),
         (401, {"error-code": "420", "error-code-label": "topup failed"}, TopUpRefusedError),
         (200, {"error-code": "420", "error-code-label": "topup failed"}, TopUpRefusedError),
-        (200, {"error-code": "500", "error-code-label": "internal"}, TopUpRefusedError),
+        (200, {"error-code": "500", "error-code-label": "internal"}, MalformedResponseError),
         (500, {"title": "Internal Error"}, ServerError),
     ],
 )

@@ -244,7 +244,9 @@ def test_top_up_succeeds_only_on_200_with_error_code_200(body: object) -> None:
         ),
         pytest.param(200, {"title": "Bad"}, MalformedResponseError, id="200-with-problem"),
         pytest.param(
-            200, {"error-code": "500", "error-code-label": "Internal"}, MalformedResponseError,
+            200,
+            {"error-code": "500", "error-code-label": "Internal"},
+            MalformedResponseError,
             id="200-with-500-is-ambiguous",
         ),
         pytest.param(

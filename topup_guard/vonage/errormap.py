@@ -191,8 +191,9 @@ def classify(
             # applied, so it must be verified by balance, never recorded as "nothing charged".
             if kw["code"] == "401" and "auth" in (label or "").casefold():
                 return AuthenticationError(ctx.message(text), **kw)
+            code = kw.pop("code", None)
             return MalformedResponseError(
-                ctx.message(f"200 carrying error-code {kw['code'] or '?'}: {text}"), **kw
+                ctx.message(f"200 carrying error-code {code or '?'}: {text}"), **kw
             )
         # An error body under a 2xx: classify by the code it carries, if it is an HTTP status.
         code = kw["code"] or ""
