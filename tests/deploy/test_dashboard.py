@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.monitoring import metric_names, worker_metric_names
-from tests.deploy.test_alerts import alerts, render, rule_spec
+from tests.deploy.test_alerts import alerts, promtool, render, rule_spec
 from topup_guard.sim import RunningSimulator
 
 Doc = dict[str, Any]
@@ -62,6 +63,28 @@ def test_the_dashboard_configmap_carries_the_grafana_sidecar_label() -> None:
 def test_the_dashboard_is_off_by_default() -> None:
     docs = render()
     assert not [d for d in docs if d["kind"] == "ConfigMap" and "topup-guard.json" in d["data"]]
+
+
+# What Grafana puts in place of its variables before the query reaches Prometheus.
+GRAFANA_VARIABLES = {"$namespace": "payments", "$job": "topup-guard", "$__rate_interval": "2m"}
+
+
+def test_every_dashboard_query_is_valid_promql(dashboard: Doc, tmp_path: Path) -> None:
+    """promtool parses each query, variables filled in, as the expression of a recording rule."""
+    rules = []
+    for i, query in enumerate(queries(dashboard)):
+        for variable, value in GRAFANA_VARIABLES.items():
+            query = query.replace(variable, value)
+        assert "$" not in query, query
+        rules.append({"record": f"dashboard:query_{i}", "expr": query})
+    (tmp_path / "queries.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "d", "rules": rules}]})
+    )
+
+    result = promtool("check", "rules", "queries.yaml", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
 
 
 def test_the_dashboard_shows_balance_floor_forecast_topups_api_calls_and_conditions(
