@@ -4,6 +4,7 @@ alert rules) names a metric that a real ``topup-guard run`` exports on ``/metric
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tests.deploy.monitoring import metric_names, worker_metric_names
 from tests.deploy.test_alerts import alerts, promtool, render, rule_spec
 from topup_guard.sim import RunningSimulator
 
+ROOT = Path(__file__).resolve().parents[2]
 Doc = dict[str, Any]
 
 
@@ -115,14 +117,26 @@ def test_every_panel_has_a_unique_id_a_place_and_a_query_on_the_chosen_guard(
     assert variables == {"datasource", "namespace", "job"}
 
 
-async def test_every_dashboard_and_alert_query_names_a_metric_the_worker_exports(
+def readme_metric_names() -> set[str]:
+    """The metric names of the README's Metrics table (first column)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Metrics") : readme.index("### Alert rules")]
+    return set(re.findall(r"^\| `(topup_guard_[a-z_]+)", section, re.MULTILINE))
+
+
+async def test_every_dashboard_alert_and_readme_metric_is_one_the_worker_exports(
     sim: RunningSimulator, tmp_path: Path
 ) -> None:
     board = json.loads(dashboard_configmap()["data"]["topup-guard.json"])
     wanted = {name for q in queries(board) for name in metric_names(q)}
     wanted |= {name for rule in alerts(rule_spec()) for name in metric_names(rule["expr"])}
+    documented = readme_metric_names()
     assert len(wanted) > 10
+    assert len(documented) > 10
 
     exported = await worker_metric_names(sim, tmp_path)
 
     assert wanted - exported == set()
+    # A histogram is documented by its base name; it is exported as _bucket, _sum and _count.
+    histograms = {n.removesuffix("_bucket") for n in exported if n.endswith("_bucket")}
+    assert documented - exported - histograms == set()
