@@ -187,3 +187,16 @@ def test_rules_name_only_topup_guard_metrics(spec: Doc) -> None:
         names = metric_names(rule["expr"])
         assert names, rule["alert"]
         assert all(n.startswith("topup_guard_") for n in names), (rule["alert"], names)
+
+
+@pytest.mark.parametrize(
+    ("sets", "limit"),
+    [
+        ([], 600),  # 3 x 60 s + 30 s is below the 10-minute minimum
+        (["policy.pollInterval=900"], 2730),  # slow polling: never "failing" between two polls
+        (["prometheusRule.pollStaleSeconds=120"], 120),
+    ],
+)
+def test_polls_count_as_failing_only_past_the_readiness_limit(sets: list[str], limit: int) -> None:
+    (rule,) = [r for r in alerts(rule_spec(*sets)) if r["alert"] == "TopupGuardPollsFailing"]
+    assert f"}}) > {limit}\n" in rule["expr"]
