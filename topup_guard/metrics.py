@@ -195,6 +195,7 @@ class Instruments:
             description="1 while an alert condition is active, else 0.",
         )
         self._conditions: set[str] = set()
+        self._announced = True  # a ConditionsChanged came since the last PollCompleted
         self._preinitialise()
 
     def _preinitialise(self) -> None:
@@ -238,6 +239,13 @@ class Instruments:
             if floor is not None:
                 self.min_balance.set(floor)
         elif isinstance(event, PollCompleted):
+            # The engine emits a cycle's ConditionsChanged right after its PollCompleted, and only
+            # while this replica announces account conditions (it may spend). A cycle without one
+            # means another replica announces now: drop ours, or a condition active when this
+            # replica lost the lease would stay 1 here, and page, long after it ended.
+            if not self._announced:
+                self._set_conditions(set())
+            self._announced = False
             self.balance.set(float(event.balance.value))
             self.last_poll.set(event.wall)
             self.poll_delay.record(max(0.0, event.poll_delay_s))
@@ -256,12 +264,15 @@ class Instruments:
                 if event.wall > 0:
                     self.last_topup.set(event.wall)
         elif isinstance(event, ConditionsChanged):
-            active = {c.value for c in event.active}
-            for name in active:
-                self.condition.set(1, {"condition": name})
-            for name in self._conditions - active:
-                self.condition.set(0, {"condition": name})
-            self._conditions = active
+            self._announced = True
+            self._set_conditions({c.value for c in event.active})
+
+    def _set_conditions(self, active: set[str]) -> None:
+        for name in active:
+            self.condition.set(1, {"condition": name})
+        for name in self._conditions - active:
+            self.condition.set(0, {"condition": name})
+        self._conditions = active
 
 
 def _floor(policy: Mapping[str, str]) -> float | None:
