@@ -40,7 +40,8 @@ demo: $(RUN_STAMP)
 bench: $(RUN_STAMP)
 	$(BIN)/python -m bench
 
-## Offline checks of the Dockerfile and the Helm chart (fetches helm into .tools/ first).
+## Offline checks of the Dockerfile and the Helm chart (fetches helm into .tools/ first), and of
+## the chart's alert rules with promtool (Debian: apt-get install -y prometheus; .ci/run does).
 check-deploy: $(DEV_STAMP)
 	scripts/get-helm.sh
 	scripts/check-deploy.sh

@@ -6,12 +6,16 @@
 #   3. helm template the defaults and each ci/*.yaml, plus the sidecar example parent chart
 #      (tests/deploy/sidecar-parent); validate every rendered object with kubernetes-validate
 #      --strict against Kubernetes 1.30 and yamllint the rendered output.
-#      ServiceMonitor (monitoring.coreos.com/v1) is a CRD with no schema in kubernetes-validate,
-#      which only prints a WARN for it. That one WARN is allowed, by kind and apiVersion; any other
-#      WARN (an unknown kind, a misspelt apiVersion) fails. Its fields are checked by
-#      tests/deploy/test_chart.py (selector and port match the Service, path /metrics).
+#      ServiceMonitor, PodMonitor and PrometheusRule (monitoring.coreos.com/v1) are CRDs with no
+#      schema in kubernetes-validate, which only prints a WARN for them. Those WARNs are allowed, by
+#      kind and apiVersion; any other WARN (an unknown kind, a misspelt apiVersion) fails. Their
+#      fields are checked by tests/deploy/test_chart.py (selector and port match the Service or
+#      the pods, path /metrics) and the rules by promtool (step 5).
 #   4. Each tests/deploy/bad-values/*.yaml must make `helm template` fail, with the message given in
 #      its `# expect:` line (so it fails for the intended reason, not a typo).
+#   5. The PrometheusRule's rule group (rendered with the defaults) passes `promtool check rules`
+#      and the unit tests in tests/deploy/alerts/ (`promtool test rules`). promtool is Debian's
+#      (`apt-get install -y prometheus`; .ci/run installs it); without it this step FAILS.
 # Exits non-zero on any problem; prints every problem, not just the first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +25,8 @@ VENV_BIN="${VENV_BIN:-.venv/bin}"
 KUBE_VERSION="${KUBE_VERSION:-1.30.0}"
 CHART="helm/topup-guard"
 YAMLLINT_CONFIG="tests/deploy/yamllint-rendered.yaml"
-# The only kubernetes-validate WARN accepted: the prometheus-operator CRD it has no schema for.
-ALLOWED_WARN="^WARN .* Couldn't find schema for kind ServiceMonitor with api version monitoring.coreos.com/v1 "
+# The only kubernetes-validate WARNs accepted: the prometheus-operator CRDs it has no schema for.
+ALLOWED_WARN="^WARN .* Couldn't find schema for kind (ServiceMonitor|PodMonitor|PrometheusRule) with api version monitoring.coreos.com/v1 "
 
 if [[ ! -x "$HELM" ]]; then
   echo "check-deploy: $HELM not found; run scripts/get-helm.sh (or set HELM=)" >&2
@@ -49,7 +53,7 @@ validate_rendered() {
   if [[ -n "$unexpected" ]]; then
     fail "$name: kubernetes-validate reported:"; echo "$unexpected" >&2
   else
-    pass "$name: kubernetes-validate --strict -k $KUBE_VERSION ($(grep -c '^INFO ' <<<"$out") objects$(grep -qE "$ALLOWED_WARN" <<<"$out" && echo ', ServiceMonitor CRD not schema-checked'))"
+    pass "$name: kubernetes-validate --strict -k $KUBE_VERSION ($(grep -c '^INFO ' <<<"$out") objects$(grep -qE "$ALLOWED_WARN" <<<"$out" && echo ', prometheus-operator CRDs not schema-checked'))"
   fi
   if out="$("$VENV_BIN/yamllint" -s -c "$YAMLLINT_CONFIG" - <"$file" 2>&1)"; then
     pass "$name: yamllint"
@@ -112,6 +116,38 @@ expect_failure "sidecar-parent with more replicas than sidecar.replicas" "keep t
   "$parent" --set replicas=3
 expect_failure "sidecar templates used in standalone mode" "need mode=sidecar" \
   "$parent" --set "topup-guard.mode=standalone"
+
+# 5. Alert rules: promtool on the rendered group (the PrometheusRule's spec) and its unit tests.
+PROMTOOL="${PROMTOOL:-promtool}"
+if ! command -v "$PROMTOOL" >/dev/null 2>&1; then
+  fail "promtool not found: install it with \`apt-get install -y prometheus\` (Debian; .ci/run does) or set PROMTOOL="
+else
+  alerts="$WORK/alerts" && mkdir -p "$alerts" && cp tests/deploy/alerts/*.test.yaml "$alerts/"
+  if "$HELM" template topup-guard "$CHART" --namespace payments --set prometheusRule.enabled=true \
+      >"$WORK/rule.yaml" 2>"$WORK/err" &&
+    "$VENV_BIN/python" - "$WORK/rule.yaml" "$alerts/rules.yaml" <<'PY'
+import sys
+
+import yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"]
+assert len(docs) == 1, f"expected one PrometheusRule, got {len(docs)}"
+with open(sys.argv[2], "w") as out:
+    yaml.safe_dump(docs[0]["spec"], out, sort_keys=False)
+PY
+  then
+    if out="$("$PROMTOOL" check rules "$alerts/rules.yaml" 2>&1)"; then pass "promtool check rules"; else fail "promtool check rules"; echo "$out" >&2; fi
+    for t in "$alerts"/*.test.yaml; do
+      if out="$(cd "$alerts" && "$PROMTOOL" test rules "$(basename "$t")" 2>&1)"; then
+        pass "promtool test rules $(basename "$t")"
+      else
+        fail "promtool test rules $(basename "$t")"; echo "$out" >&2
+      fi
+    done
+  else
+    fail "rendering the PrometheusRule"; cat "$WORK/err" >&2
+  fi
+fi
 
 if ((failures > 0)); then
   echo "check-deploy: $failures problem(s)" >&2

@@ -29,9 +29,10 @@ PARENT = ROOT / "tests" / "deploy" / "sidecar-parent"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 BAD_VALUES = sorted((ROOT / "tests" / "deploy" / "bad-values").glob("*.yaml"))
 KUBE_VERSION = "1.30.0"
-# kubernetes-validate has no schema for this CRD and only warns; it is checked structurally below.
+# kubernetes-validate has no schema for these CRDs and only warns; they are checked structurally
+# below (and the rules by promtool in test_alerts.py).
 ALLOWED_WARN = re.compile(
-    r"^WARN .* Couldn't find schema for kind ServiceMonitor"
+    r"^WARN .* Couldn't find schema for kind (ServiceMonitor|PodMonitor|PrometheusRule)"
     r" with api version monitoring.coreos.com/v1 "
 )
 # Money values are strings in the schema; --set would make "10" a number, so these use --set-string.
@@ -367,7 +368,9 @@ def test_chart_defaults_match_the_application_defaults() -> None:
 
 
 def test_sidecar_mode_renders_only_configuration() -> None:
-    docs = render(values=CHART / "ci" / "sidecar-values.yaml")
+    # The example also turns monitoring on; that is tested under "monitoring" below.
+    monitoring_off = ["podMonitor.enabled=false", "prometheusRule.enabled=false"]
+    docs = render(values=CHART / "ci" / "sidecar-values.yaml", sets=monitoring_off)
     assert kinds(docs) == ["ConfigMap", "Secret"]
 
 
@@ -426,3 +429,34 @@ def test_image_port_and_chart_default_port_agree() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert "EXPOSE 8080" in (ROOT / "Dockerfile").read_text()
     assert values["health"]["port"] == Settings.model_fields["health_port"].default == 8080
+
+
+# --- monitoring -------------------------------------------------------------------------------
+
+
+def test_pod_monitor_scrapes_the_sidecar_on_the_parent_pods(parent_chart: Path) -> None:
+    docs = render(
+        parent_chart,
+        sets=["topup-guard.podMonitor.enabled=true", "topup-guard.podMonitor.selector.app=t-app"],
+    )
+    monitor, deployment = one(docs, "PodMonitor"), one(docs, "Deployment")
+    pod = deployment["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    (guard,) = pod["spec"]["initContainers"]
+    assert endpoint["port"] in {p["name"] for p in guard["ports"]}
+
+
+def test_pod_monitor_in_standalone_mode_selects_the_chart_pods() -> None:
+    docs = render(sets=[*CREDENTIALS, "podMonitor.enabled=true"])
+    monitor = one(docs, "PodMonitor")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+
+
+def test_sidecar_example_values_render_a_pod_monitor_and_rules() -> None:
+    docs = render(values=CHART / "ci" / "sidecar-values.yaml")
+    assert kinds(docs) == ["ConfigMap", "PodMonitor", "PrometheusRule", "Secret"]
+    assert one(docs, "PodMonitor")["spec"]["selector"]["matchLabels"] == {"app": "my-sms-app"}

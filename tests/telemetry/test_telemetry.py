@@ -124,16 +124,11 @@ def test_api_calls_slack_messages_failures_and_conditions_are_counted(
     got = collected(reader)
     calls = got["topup_guard.api_calls"][1]
     assert value_of(calls, endpoint="get-balance", method="GET", status="200", outcome="ok") == 2
-    assert (
-        value_of(
-            calls, endpoint="top-up", method="POST", status="none", outcome="OutcomeUnknownError"
-        )
-        == 1
-    )
+    assert value_of(calls, endpoint="top-up", method="POST", status="none", outcome="timeout") == 1
     slack = got["topup_guard.slack_messages"][1]
     assert value_of(slack, result="sent") == 1
     assert value_of(slack, result="dropped") == 1
-    assert value_of(got["topup_guard.poll_failures"][1], error_type="ServerError") == 1
+    assert value_of(got["topup_guard.poll_failures"][1], error_type="server") == 1
     assert value_of(got["topup_guard.condition"][1], condition="low_balance") == 0
 
 

@@ -211,3 +211,32 @@ not take your app out of its Service.
 {{- include "topup-guard.validateReplicas" . -}}
 {{- include "topup-guard.container" (dict "ctx" . "name" .Values.sidecar.containerName "native" .Values.sidecar.native "readiness" false) -}}
 {{- end -}}
+
+{{/*
+The Prometheus job label the chart's ServiceMonitor and PodMonitor give the guard's series (both
+set it explicitly, so it is the same in either mode), and the label matchers the shipped rules use.
+*/}}
+{{- define "topup-guard.metricsJob" -}}
+{{- include "topup-guard.fullname" . -}}
+{{- end -}}
+
+{{- define "topup-guard.metricSelector" -}}
+{{- if .Values.prometheusRule.selector -}}
+{{- .Values.prometheusRule.selector -}}
+{{- else -}}
+{{- printf "namespace=%q,job=%q" .Release.Namespace (include "topup-guard.metricsJob" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Refuse monitoring setups that would scrape nothing, or every series twice. */}}
+{{- define "topup-guard.validateMonitoring" -}}
+{{- if and .Values.podMonitor.enabled (eq .Values.mode "sidecar") (not .Values.podMonitor.selector) -}}
+{{- fail "topup-guard: podMonitor.enabled in sidecar mode needs podMonitor.selector (the labels of YOUR pods that carry the sidecar)" -}}
+{{- end -}}
+{{- if and .Values.podMonitor.enabled .Values.serviceMonitor.enabled (eq .Values.mode "standalone") -}}
+{{- fail "topup-guard: enable serviceMonitor or podMonitor, not both: every series would be scraped twice" -}}
+{{- end -}}
+{{- if and .Values.serviceMonitor.enabled (eq .Values.mode "sidecar") -}}
+{{- fail "topup-guard: serviceMonitor needs mode=standalone (the chart's Service); in sidecar mode use podMonitor" -}}
+{{- end -}}
+{{- end -}}
