@@ -25,8 +25,8 @@ def imports_of(path: Path) -> set[str]:
 
 def test_the_policy_is_pure() -> None:
     """decide/forecast read no clock and do no I/O, so run, backtest and demo share them."""
-    allowed_roots = {"__future__", "dataclasses", "decimal", "enum", "math", "collections", "statistics",
-                     "typing", "topup_guard"}  # fmt: skip
+    allowed_roots = {"__future__", "dataclasses", "decimal", "enum", "math", "collections",
+                     "statistics", "typing", "topup_guard"}  # fmt: skip
     for path in (PACKAGE / "policy").glob("*.py"):
         for name in imports_of(path):
             assert name.split(".")[0] in allowed_roots, f"{path.name} imports {name}"

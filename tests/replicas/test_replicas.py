@@ -22,7 +22,6 @@ to cross the 20 EUR floor, so the floor alone covers 10 s: a takeover is in time
 from __future__ import annotations
 
 import asyncio
-
 import time
 from collections.abc import Callable
 from decimal import Decimal
