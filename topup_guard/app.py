@@ -25,6 +25,7 @@ from topup_guard.health import HealthServer
 from topup_guard.ledger.base import Ledger
 from topup_guard.ledger.sqlite import SqliteLedger
 from topup_guard.logs import LogSink, register_secret, setup_logging
+from topup_guard.memory_file import MemoryFile
 from topup_guard.notify.slack import SlackNotifier
 from topup_guard.status import GuardStatus
 from topup_guard.telemetry import Telemetry, setup_telemetry
@@ -157,6 +158,7 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         tracer=tracer,
         account_label=settings.api_key or "",
         safe=safe,
+        memory_file=MemoryFile.beside(settings.state_path),
     )
     health = None
     if settings.health_port:

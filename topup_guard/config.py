@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     """While an ambiguous top-up is unsettled: `topup` tops up again (a new attempt, within the
     caps) when the balance would reach the floor before verification ends; `wait` never does.
     Default topup."""
+    min_headroom: Decimal | None = Field(None, ge=0, examples=["50"])
+    """EUR the guard keeps in hand above the floor at least, so that it can sleep a whole
+    `TOPUP_GUARD_POLL_INTERVAL` through a burst of that size. Default unset: one top-up amount
+    (0: only what the burst rate could spend in one poll interval + latency + margin)."""
+    max_balance: Decimal | None = Field(None, gt=0, examples=["500"])
+    """EUR the guard will build up at most with headroom top-ups; when it binds the guard polls
+    faster instead and says so (top-ups that keep the floor are still made). Default unset."""
     max_plausible_balance: Decimal = Field(Decimal("1000000"), gt=0, examples=["1000000"])
     """EUR beyond which a balance answer is a misread (counted and alerted, never believed).
     Default 1000000."""

@@ -35,10 +35,12 @@ from topup_guard.events import (
     TopUpFinished,
 )
 from topup_guard.ledger.base import Attempt, AttemptState, Ledger
+from topup_guard.memory_file import MemoryFile
 from topup_guard.model import Balance, BalanceSample
 from topup_guard.policy.credits import LatencyModel
 from topup_guard.policy.decide import Action, Decision, GuardState, PolicyParams, decide
 from topup_guard.policy.forecast import Forecast, SpendTracker
+from topup_guard.policy.memory import SLOT_S, BurstMemory
 from topup_guard.policy.readings import Judged, Kind, ReadingJudge
 from topup_guard.settling import Settlement
 from topup_guard.status import GuardStatus
@@ -71,6 +73,7 @@ class Engine:
         tracer: trace.Tracer | None = None,
         account_label: str = "",
         safe: SafeTopUp | None = None,
+        memory_file: MemoryFile | None = None,
     ) -> None:
         self._api = api
         self._ledger = ledger
@@ -116,6 +119,9 @@ class Engine:
             configured_amount=settings.topup_amount,
             settle_window=settings.settle_window,
         )
+        self._memory_file = memory_file
+        self.memory = memory_file.load() if memory_file else BurstMemory()
+        self._memory_saved_slot = -1
         self._believed: BalanceSample | None = None
         self._last_dry_run = -math.inf
         self._misread_detail: str | None = None
@@ -151,6 +157,8 @@ class Engine:
             if until is not None:
                 next_at = min(next_at, max(until, self._clock.now()))
             await self._clock.sleep(next_at - self._clock.now(), wake=stop)
+        if self._memory_file is not None:
+            self._memory_file.save(self.memory)
         self._sink.emit(Stopped(reason=reason))
 
     async def cycle(self, poll_delay: float = 0.0) -> float:
@@ -235,11 +243,21 @@ class Engine:
         for judged in self.judge.judge(sample, rise_explained=explained, rate_hint=hint):
             await self._take(judged, rate)
         forecast = self.tracker.forecast(now)
+        if forecast is not None:
+            self._remember(forecast)
         self.status.balance = balance.value
         self.status.auto_reload = balance.auto_reload
         self.status.last_balance_at = now
         self.status.forecast = forecast
         return forecast
+
+    def _remember(self, forecast: Forecast) -> None:
+        wall = self._clock.wall()
+        self.memory.observe(wall, forecast.rate_short)
+        slot = int(wall // SLOT_S)
+        if self._memory_file is not None and slot != self._memory_saved_slot:
+            self._memory_saved_slot = slot  # once a quarter-hour: a few hundred bytes
+            self._memory_file.save(self.memory)
 
     async def _take(self, judged: Judged, rate: float) -> None:
         kind, sample = judged.kind, judged.sample
@@ -313,6 +331,7 @@ class Engine:
             doubt_credit=sum((e.amount or Decimal(0) for e in watch.doubtful()), Decimal(0)),
             doubt_ends_in=self.settlement.doubt_ends_in(),
             latency=self.latency.observed,
+            remembered_rate=self.memory.expected(wall, wall + self._hold()),
         )
         with self._tracer.start_as_current_span("decide") as span:
             decision = decide(forecast, state, self.params, self._clock.now())
@@ -343,7 +362,16 @@ class Engine:
             for t, eur in self.judge.lumps
         ]
         s.unexplained_credits_eur = self.settlement.unexplained_total
+        s.remembered_rate = state.remembered_rate
+        s.largest_burst = self.memory.largest()
         return decision, attempts
+
+    def _hold(self) -> float:
+        """Seconds money can leave unseen: a poll interval, the credit latency, the margin."""
+        p = self.params
+        return (
+            p.poll_interval + max(p.topup_latency, self.latency.observed or 0.0) + p.safety_margin
+        )
 
     def topup_amount(self, attempts: list[Attempt]) -> Decimal | None:
         """The configured amount, else the one learnt from a clean confirmed credit."""

@@ -153,6 +153,10 @@ def status_document(status: GuardStatus, clock: Clock, limit: float) -> dict[str
         "misreads": status.misreads,
         "one_off_debits": list(status.one_off_debits),
         "unexplained_credits_eur": status.unexplained_credits_eur,
+        "burst_memory": {
+            "expected_now_eur_per_s": status.remembered_rate,
+            "largest_eur_per_s": status.largest_burst,
+        },
         "heartbeat_age_s": None if status.heartbeat is None else now - status.heartbeat,
         "uptime_s": now - status.started_at,
         "freshness_limit_s": limit,

@@ -37,3 +37,5 @@ class GuardStatus:
     misreads: int = 0  # balance answers dropped (implausible, reverted, out of order)
     one_off_debits: list[dict[str, object]] = field(default_factory=list)
     unexplained_credits_eur: Decimal = Decimal(0)
+    remembered_rate: float = 0.0  # EUR/s this time of day brought on earlier days
+    largest_burst: float = 0.0  # EUR/s, the largest remembered

@@ -55,6 +55,8 @@ async def guard_until_healthy(
             "TOPUP_GUARD_SETTLE_WINDOW": "1.5",
             "TOPUP_GUARD_HTTP_TIMEOUT": "1",
             "TOPUP_GUARD_TOPUP_AMOUNT": "50",
+            # One top-up is what the balance needs here: no reserve beyond the rate's headroom.
+            "TOPUP_GUARD_MIN_HEADROOM": "0",
         }
     )
     ledger = SqliteLedger(settings.state_path, account=DEMO_API_KEY)

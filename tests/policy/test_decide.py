@@ -29,6 +29,7 @@ PARAMS = PolicyParams(
     poll_interval=60.0,
     topup_latency=5.0,
     safety_margin=30.0,
+    min_headroom=Decimal(0),  # rate-based headroom only; the one-top-up reserve has its own tests
 )
 READY = GuardState(
     auto_reload=True,
@@ -69,24 +70,33 @@ def state(**changes: object) -> GuardState:
     return dataclasses.replace(READY, **changes)  # type: ignore[arg-type]
 
 
-def test_tops_up_before_forecast_exhaustion() -> None:
-    """Polling at the chosen intervals, the top-up lands before the floor, and not much earlier."""
+HOLD = PARAMS.poll_interval + PARAMS.topup_latency + PARAMS.safety_margin  # 95 s unseen
+
+
+def level(burst: float) -> Decimal:
+    """The balance that lets the guard sleep a whole poll interval (min_headroom 0 here)."""
+    return PARAMS.min_balance + Decimal(str(burst * HOLD))
+
+
+def test_tops_up_when_the_next_full_poll_interval_could_not_be_slept() -> None:
+    """Healthy polls are a whole POLL_INTERVAL apart; the top-up comes at the first poll that
+    finds the balance unable to cover the floor plus the burst rate over the next interval."""
     rate, balance, now = 0.1, Decimal(100), 0.0
     for _ in range(200):
         d = decide(fc(balance, rate, t=now), READY, PARAMS, now)
         if d.action is Action.TOP_UP:
             break
         assert d.action is Action.NOTHING
+        assert d.next_poll_in == PARAMS.poll_interval  # no polling panic on the approach
         now += d.next_poll_in
         balance -= Decimal(str(rate * d.next_poll_in))
     else:
         pytest.fail("never topped up")
     assert d.count == 1
-    # Still above the floor when the credit lands, with the margin's worth of spend in hand ...
+    assert level(rate) - Decimal(str(rate * PARAMS.poll_interval)) <= balance < level(rate)
+    # The credit lands with the floor far off: no poll had to be early to see it coming.
     landing = balance - Decimal(str(rate * PARAMS.topup_latency))
     assert landing >= PARAMS.min_balance + Decimal(str(rate * PARAMS.safety_margin))
-    # ... but not topped up a whole poll interval early (no bloat).
-    assert balance < PARAMS.min_balance + Decimal(str(rate * lead_time(PARAMS, 2 * 5.0)))
 
 
 def test_does_not_top_up_when_healthy() -> None:
@@ -100,39 +110,56 @@ def test_does_not_top_up_when_healthy() -> None:
 @pytest.mark.parametrize(
     ("balance", "rate", "amount", "wanted"),
     [
-        ("25", 0.5, "50", 1),  # falls to 5 over a 40 s lead: one top-up covers it
-        ("60", 5.0, "50", 3),  # burst: 200 EUR over a 40 s lead, 150 below the floor
-        ("60", 5.0, "20", 8),
+        ("25", 0.5, "50", 1),  # level 57.5: one top-up restores a full poll interval of cover
+        ("60", 5.0, "50", 9),  # burst: level 485 EUR, 425 short of it
+        ("60", 5.0, "20", 22),
         ("60", 5.0, None, 1),  # amount unknown: one at a time
     ],
 )
-def test_count_covers_the_spend_over_the_lead_time(
+def test_count_restores_the_headroom_for_a_full_poll_interval(
     balance: str, rate: float, amount: str | None, wanted: int
 ) -> None:
     topup = None if amount is None else Decimal(amount)
-    d = decide(fc(balance, rate), state(topup_amount=topup, topups_allowed=10), PARAMS, 0.0)
+    d = decide(fc(balance, rate), state(topup_amount=topup, topups_allowed=30), PARAMS, 0.0)
     assert d.action is Action.TOP_UP
     assert d.wanted == wanted
     assert d.count == wanted
 
 
 def test_tops_up_more_than_once_on_a_burst_exceeding_one_top_up() -> None:
-    d = decide(fc("60", 5.0, peak=8.0), READY, PARAMS, 0.0)
-    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 3, 3)
-    assert d.projected_balance == Decimal(60 - 5 * 40)
+    d = decide(fc("60", 5.0, peak=8.0), state(topups_allowed=30), PARAMS, 0.0)
+    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 15, 15)  # (10 + 8 * 95 - 60) / 50
     assert d.next_poll_in == PARAMS.poll_min
 
 
 def test_caps_limit_the_count() -> None:
     d = decide(fc("60", 5.0), state(topups_allowed=2), PARAMS, 0.0)
-    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 2, 3)
+    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 2, 9)
     assert "caps allow 2" in d.reason
 
 
 def test_a_thin_forecast_buys_one_top_up_at_a_time() -> None:
     d = decide(fc("60", 5.0, confidence=0.01), READY, PARAMS, 0.0)
-    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 1, 3)
+    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 1, 9)
     assert "few readings yet" in d.reason
+
+
+def test_one_top_up_in_hand_by_default() -> None:
+    """Without min_headroom the reserve is one top-up amount: a burst of that size inside one
+    poll interval is absorbed before the guard looks again."""
+    params = dataclasses.replace(PARAMS, min_headroom=None)
+    assert decide(fc("59", 0.01), READY, params, 0.0).action is Action.TOP_UP  # < 10 + 50
+    assert decide(fc("61", 0.01), READY, params, 0.0).action is Action.NOTHING
+
+
+def test_max_balance_stops_headroom_top_ups_and_polls_faster_instead() -> None:
+    params = dataclasses.replace(PARAMS, max_balance=Decimal(80))
+    d = decide(fc("40", 0.5), READY, params, 0.0)  # level 57.5, but 40 + 50 > 80
+    assert (d.action, d.blocked_by) == (Action.NOTHING, "max_balance")
+    assert d.next_poll_in < PARAMS.poll_interval
+    assert "TOPUP_GUARD_MAX_BALANCE" in d.reason
+    urgent = decide(fc("12", 0.5), READY, params, 0.0)  # the floor is at stake: still tops up
+    assert urgent.action is Action.TOP_UP
 
 
 BLOCKED = [
@@ -150,8 +177,8 @@ def test_a_blocked_top_up_warns(blocker: str, changes: dict[str, object]) -> Non
     d = decide(fc("60", 5.0), state(**changes), PARAMS, 0.0)
     assert d.action is Action.WARN
     assert d.blocked_by == blocker
-    assert (d.count, d.wanted) == (0, 3)
-    assert "would top up 3 × 50.00 EUR" in d.reason
+    assert (d.count, d.wanted) == (0, 9)
+    assert "would top up 9 × 50.00 EUR" in d.reason
 
 
 @pytest.mark.parametrize(("blocker", "changes"), BLOCKED[:-1], ids=[b for b, _ in BLOCKED[:-1]])
@@ -214,24 +241,35 @@ def test_idle_wallet_rule(balance: str, rate: float, action: Action, count: int)
         assert "idle" in d.reason
 
 
-def test_next_poll_shrinks_as_exhaustion_nears_and_stays_within_bounds() -> None:
-    polls = [decide(fc(str(b), 0.1), READY, PARAMS, 0.0).next_poll_in for b in range(200, 9, -5)]
+def test_next_poll_shrinks_as_exhaustion_nears_only_when_the_guard_cannot_top_up() -> None:
+    blocked = state(topups_allowed=0)
+    polls = [decide(fc(str(b), 0.1), blocked, PARAMS, 0.0).next_poll_in for b in range(200, 9, -1)]
     assert polls == sorted(polls, reverse=True)
     assert polls[0] == PARAMS.poll_interval
     assert polls[-1] == PARAMS.poll_min
     assert any(PARAMS.poll_min < p < PARAMS.poll_interval for p in polls)
+    ready = {decide(fc(str(b), 0.1), READY, PARAMS, 0.0).next_poll_in for b in range(200, 9, -5)}
+    assert ready == {PARAMS.poll_interval, PARAMS.poll_min}  # sleep, or top up and look again
 
 
-def test_next_poll_comes_a_third_of_the_way_to_the_act_by_point() -> None:
-    # 20 EUR at 0.1 EUR/s: the floor in 100 s, so a top-up must go out within 100 - 5 - 30 s.
-    assert decide(fc("20", 0.1), READY, PARAMS, 0.0).next_poll_in == pytest.approx(65 / 3)
+def test_next_poll_comes_a_third_of_the_way_to_the_act_by_point_when_blocked() -> None:
+    # 18 EUR at 0.1 EUR/s: the floor in 80 s, so a top-up must go out within 80 - 5 - 30 s.
+    d = decide(fc("18", 0.1), state(topups_allowed=0), PARAMS, 0.0)
+    assert d.next_poll_in == pytest.approx(45 / 3)
 
 
-def test_a_recent_burst_shortens_the_next_poll() -> None:
+def test_a_recent_burst_raises_the_headroom_instead_of_the_poll_rate() -> None:
     calm = decide(fc("40", 0.1), READY, PARAMS, 0.0)
     bursty = decide(fc("40", 0.1, peak=0.4), READY, PARAMS, 0.0)
-    assert bursty.next_poll_in < calm.next_poll_in
-    assert bursty.action is calm.action is Action.NOTHING  # the trigger uses the rate
+    assert (calm.action, calm.next_poll_in) == (Action.NOTHING, PARAMS.poll_interval)
+    assert bursty.action is Action.TOP_UP  # 40 < 10 + 0.4 * 95: top up now, then sleep
+
+
+def test_burst_memory_builds_headroom_before_a_recurring_burst() -> None:
+    quiet = decide(fc("40", 0.01), READY, PARAMS, 0.0)
+    before_campaign = decide(fc("40", 0.01), state(remembered_rate=0.5), PARAMS, 0.0)
+    assert quiet.action is Action.NOTHING
+    assert before_campaign.action is Action.TOP_UP
 
 
 def test_polls_fast_while_a_top_up_is_in_flight() -> None:
@@ -244,16 +282,16 @@ def test_first_poll_without_forecast_does_nothing_and_polls_soon() -> None:
 
 
 def test_a_stale_forecast_is_extrapolated_to_now() -> None:
-    fresh = decide(fc("30", 0.25, t=100.0), READY, PARAMS, 100.0)
-    stale = decide(fc("30", 0.25, t=0.0), READY, PARAMS, 100.0)
-    assert fresh.action is Action.NOTHING
+    fresh = decide(fc("50", 0.25, t=100.0), READY, PARAMS, 100.0)
+    stale = decide(fc("50", 0.25, t=0.0), READY, PARAMS, 100.0)
+    assert fresh.action is Action.NOTHING  # 50 >= 10 + 0.25 * 95
     assert stale.action is Action.TOP_UP  # 100 s of spend since the sample: 25 EUR gone
 
 
 def test_reason_states_the_numbers() -> None:
     d = decide(fc("12.40", 0.21, peak=0.8), READY, PARAMS, 0.0)
     assert d.action is Action.TOP_UP
-    for text in ("12.40 EUR", "floor 10.00 EUR", "0.21 EUR/s", "burst 0.8 EUR/s", "1 × 50.00 EUR"):
+    for text in ("12.40 EUR", "floor 10.00 EUR", "0.21 EUR/s", "burst 0.8 EUR/s", "2 × 50.00 EUR"):
         assert text in d.reason
     assert f"{d.projected_balance:.2f} EUR" in d.reason
     assert "40 s" in d.reason  # the lead time

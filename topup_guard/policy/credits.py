@@ -185,11 +185,12 @@ class CreditWatch:
         rise = cur.balance - prev.balance
         if rise <= 0:
             return False
-        room = rise + _hidden_spend(rate, max(0.0, cur.t - prev.t)) + TOLERANCE
+        hidden = _hidden_spend(rate, max(0.0, cur.t - prev.t))
+        room = rise + hidden + TOLERANCE
         for e in self._entries:
             if e.sent_at > cur.t:
                 continue
-            if e.amount is None and room >= PLAUSIBLE_MIN_TOPUP:
+            if e.amount is None and rise + hidden >= PLAUSIBLE_MIN_TOPUP:  # as in on_step
                 return True
             if e.amount is not None and e.amount <= room:
                 return True

@@ -68,6 +68,7 @@ _BLOCKER_TEXT = {
     "breaker": "the breaker is open after failed top-ups",
     "caps": "the top-up caps are used up",
     "dry_run": "dry run",
+    "max_balance": "TOPUP_GUARD_MAX_BALANCE binds",
 }
 # Blockers that mean the guard could not act later either (not just "someone else will").
 _CANNOT_ACT_LATER = frozenset({"auto_reload_off", "breaker", "caps", "dry_run"})
@@ -90,6 +91,8 @@ class PolicyParams:
     topup_latency: float
     safety_margin: float
     on_doubt: str = "topup"  # "topup": exhaustion beats doubt; "wait": never buy while in doubt
+    min_headroom: Decimal | None = None  # EUR kept in hand beyond the floor; None: one top-up
+    max_balance: Decimal | None = None  # the most the guard builds up (headroom top-ups only)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyParams:
@@ -101,6 +104,8 @@ class PolicyParams:
             topup_latency=settings.topup_latency,
             safety_margin=settings.safety_margin,
             on_doubt=settings.on_doubt,
+            min_headroom=settings.min_headroom,
+            max_balance=settings.max_balance,
         )
 
 
@@ -119,6 +124,7 @@ class GuardState:
     doubt_credit: Decimal = Decimal(0)  # may have been applied (ambiguous answers)
     doubt_ends_in: float | None = None  # seconds until the last doubtful attempt is settled
     latency: float | None = None  # the learnt credit latency, when it exceeds topup_latency
+    remembered_rate: float = 0.0  # EUR/s this time of day brought on earlier days (burst memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +191,11 @@ def _credit_counted(
     )
 
 
-def next_poll(forecast: Forecast, params: PolicyParams, now: float) -> float:
+def next_poll(
+    forecast: Forecast, params: PolicyParams, now: float, burst: float | None = None
+) -> float:
     """A third of the slack before a top-up must be sent, at the burst rate, clamped."""
-    burst = max(forecast.rate, forecast.peak_rate)
+    burst = max(forecast.rate, forecast.peak_rate) if burst is None else burst
     balance_now = forecast.balance - _money(forecast.rate * max(0.0, now - forecast.t))
     to_floor = time_to_level(balance_now, params.min_balance, burst)
     slack = to_floor - params.topup_latency - params.safety_margin
@@ -215,7 +223,16 @@ def decide(
     below = f.balance + counted < params.min_balance
     numbers = _numbers(f, projected, params, lead) + doubt_note
 
-    if projected >= params.min_balance:
+    hold, burst, level = _headroom(f, state, params)
+    available = f.balance - _money(f.rate * elapsed) + counted
+    short = f.rate > 0 and available < level  # cannot sleep a full poll interval
+    if not short and not waiting:
+        poll = params.poll_interval
+        lead = lead_time(params, poll, state.latency)
+        projected = f.balance - _money(f.rate * (elapsed + lead)) + counted
+        numbers = _numbers(f, projected, params, lead) + doubt_note
+
+    if projected >= params.min_balance and not short:
         blocker = _blocker(state) if exhaustion else None
         if blocker in _CANNOT_ACT_LATER:
             reason = (
@@ -234,11 +251,26 @@ def decide(
         )
         return _decision(Action.NOTHING, reason, poll, exhaustion, projected)
 
-    wanted = _topups_needed(params.min_balance - projected, state.topup_amount)
+    urgent = projected < params.min_balance
+    for_floor = _topups_needed(params.min_balance - projected, state.topup_amount) if urgent else 0
+    for_headroom = _topups_needed(level - available, state.topup_amount) if short else 0
+    wanted = max(for_floor, for_headroom, 1)
+    room = _room(params, available, state.topup_amount)
     blocker = _blocker(state)
+    if blocker is None and not urgent and room is not None and room < 1:
+        blocker = "max_balance"
+    headroom_text = (
+        f"; keeping {_eur(level)} (floor + {_rate(burst)} over {_secs(hold)}, at least"
+        f" {_eur(level - params.min_balance)} in hand) so the next poll can wait"
+        f" {_secs(params.poll_interval)}"
+    )
+    numbers += headroom_text
     if blocker is None:
         count = min(wanted, state.topups_allowed)
         capped = f" (wanted {wanted}; caps allow {count})" if count < wanted else ""
+        if room is not None and count > max(room, for_floor, 1 if urgent else 0):
+            count = max(room, for_floor, 1 if urgent else 0)
+            capped = f" (wanted {wanted}; TOPUP_GUARD_MAX_BALANCE allows {count})"
         if count > 1 and f.confidence < THIN_CONFIDENCE:
             count = 1
             capped = f" (wanted {wanted}; one at a time: few readings yet, confidence"
@@ -254,10 +286,48 @@ def decide(
             wanted=wanted,
             despite_doubt=despite,
         )
+    poll = params.poll_min if waiting else next_poll(f, params, now, burst)
+    if not urgent:
+        # Short of headroom only: nothing is at risk before the next (faster) poll.
+        reason = (
+            f"{numbers}; would top up {wanted} × {_amount(state)} for headroom but"
+            f" {_BLOCKER_TEXT[blocker]}; polling every {_secs(poll)} instead"
+        )
+        warn = blocker == "dry_run" or (exhaustion and blocker in _CANNOT_ACT_LATER)
+        action = Action.WARN if warn else Action.NOTHING
+        return _decision(action, reason, poll, exhaustion, projected, wanted=wanted,
+                         blocked_by=blocker)  # fmt: skip
     reason = f"{numbers}; would top up {wanted} × {_amount(state)} but {_BLOCKER_TEXT[blocker]}"
     warn = exhaustion or below or blocker == "dry_run"
     action = Action.WARN if warn else Action.NOTHING
     return _decision(action, reason, poll, exhaustion, projected, wanted=wanted, blocked_by=blocker)
+
+
+def _headroom(f: Forecast, state: GuardState, params: PolicyParams) -> tuple[float, float, Decimal]:
+    """(hold, burst rate, level): the balance that lets the guard sleep a full poll interval.
+
+    ``hold`` is how long money can leave unseen: the poll interval, the credit latency and the
+    margin. ``burst`` is the worst rate in view: now, the recent peak, and what this time of day
+    has brought on earlier days (burst memory). The level is the floor plus what that rate could
+    spend in ``hold`` — and at least ``min_headroom`` (by default one top-up amount: the unit of
+    money the guard moves, so a burst of that size inside one poll interval is absorbed unseen).
+    """
+    hold = params.poll_interval + max(params.topup_latency, state.latency or 0.0)
+    hold += params.safety_margin
+    burst = max(f.rate, f.peak_rate, state.remembered_rate)
+    cover = _money(burst * hold)
+    floor_in_hand = params.min_headroom if params.min_headroom is not None else state.topup_amount
+    reserve = max(cover, floor_in_hand or Decimal(0))
+    return hold, burst, params.min_balance + reserve
+
+
+def _room(params: PolicyParams, available: Decimal, amount: Decimal | None) -> int | None:
+    """How many top-ups TOPUP_GUARD_MAX_BALANCE still allows (None: no limit set)."""
+    if params.max_balance is None:
+        return None
+    if amount is None or amount <= 0:
+        return 1 if available < params.max_balance else 0
+    return max(0, int((params.max_balance - available) // amount))
 
 
 def _decision(

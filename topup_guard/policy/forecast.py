@@ -34,6 +34,9 @@ from topup_guard.model import BalanceSample
 # A gap shorter than this counts as this long when turned into a rate: two polls a millisecond
 # apart must not make one 0.0075 EUR message look like a 7.5 EUR/s burst.
 MIN_GAP = 1.0
+# The peak rate is the highest rate over any window this long: per-gap rates would make a
+# one-second confirmation read after a batched balance update look like a huge burst.
+PEAK_WINDOW = 30.0
 # Values beyond these are misreads, not balances or clock times; refusing them keeps every
 # float below finite (no inf, no NaN) whatever the input.
 MAX_ABS_BALANCE = Decimal("1e15")
@@ -123,6 +126,7 @@ class SpendTracker:
         self._short: deque[_Rec] = deque()
         # Sliding-window maximum of per-gap spend rates: (gap end time, rate), rates decreasing.
         self._peaks: deque[tuple[float, float]] = deque()
+        self._burst: deque[_Rec] = deque()  # the records of the last PEAK_WINDOW seconds
         self._expected = _ZERO
         self._expected_since = 0.0
         self._last_credit: Credit | None = None
@@ -175,11 +179,10 @@ class SpendTracker:
             drops=last.drops + (1 if spend > 0 else 0),
         )
         merge = dt == 0
-        # Peak over the gap since the last *distinct* time (equal timestamps merge into it).
-        base = self._long[-2] if merge and len(self._long) >= 2 else last
         self._push(rec, merge=merge)
-        if known and rec.t > base.t:
-            self._push_peak(rec.t, float(rec.spend - base.spend) / max(rec.t - base.t, MIN_GAP))
+        if known and len(self._burst) >= 2:
+            window = min(PEAK_WINDOW, self.short_window)
+            self._push_peak(rec.t, _window_rate(self._burst, rec.t - window)[0])
         if credit > 0:
             self._last_credit = Credit(t, credit)
             return self._last_credit
@@ -216,7 +219,12 @@ class SpendTracker:
 
     # --- internals ------------------------------------------------------------------------
     def _push(self, rec: _Rec, *, merge: bool) -> None:
-        for window, dq in ((self.long_window, self._long), (self.short_window, self._short)):
+        peak = min(PEAK_WINDOW, self.short_window)
+        for window, dq in (
+            (self.long_window, self._long),
+            (self.short_window, self._short),
+            (peak, self._burst),
+        ):
             if merge and dq:
                 dq.pop()
             dq.append(rec)

@@ -43,6 +43,9 @@ MAD_SIGMAS = 4.0  # plus this many robust standard deviations
 BURST_FACTOR = 3.0
 MIN_GAP = 1.0  # seconds: as in the forecast, a tiny gap is not a huge rate
 MIN_HISTORY = 4  # gaps needed before anything is judged an outlier
+# A held reading is settled by the next reading that *moves*: balances may update in batches,
+# so a reading a second later that shows no change says nothing yet. Held at most this long.
+HOLD_LIMIT_S = 15.0
 _GAPS_KEPT = 32
 DEFAULT_MAX_BALANCE = Decimal("10000000")
 
@@ -141,8 +144,12 @@ class ReadingJudge:
         assert prev is not None
         self.held = None
         if sample.t < held.t:
+            self.held = held
             self.stale += 1
             return [Judged(sample, Kind.STALE, "older than the held reading")]
+        if sample.balance == held.balance and sample.t - held.t < HOLD_LIMIT_S:
+            self.held = held  # no movement yet: keep waiting for one that tells
+            return [Judged(sample, Kind.HELD, f"{self._held_why}; no movement yet")]
         # Which level does the new reading continue: the held one, or the one before it?
         if abs(sample.balance - held.balance) <= abs(sample.balance - prev.balance):
             kind = Kind.BELIEVED
