@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 
 from topup_guard.clock import Clock, SystemClock
-from topup_guard.config import Settings
+from topup_guard.config import SECRET_FIELDS, Settings
 from topup_guard.coordination import Coordinator, SoleGuard
 from topup_guard.engine import Engine
 from topup_guard.errors import ConfigError
@@ -25,7 +25,8 @@ from topup_guard.health import HealthServer
 from topup_guard.ledger.base import Ledger
 from topup_guard.ledger.sqlite import SqliteLedger
 from topup_guard.logs import LogSink, register_secret, setup_logging
-from topup_guard.notify.slack import SlackNotifier
+from topup_guard.notify import Dispatcher
+from topup_guard.notify.build import build_dispatcher
 from topup_guard.status import GuardStatus
 from topup_guard.telemetry import Telemetry, setup_telemetry
 from topup_guard.vonage.client import VonageClient
@@ -43,14 +44,14 @@ class Guard:
     ledger: Ledger
     coordinator: Coordinator
     telemetry: Telemetry
-    slack: SlackNotifier
+    notifier: Dispatcher
     health: HealthServer | None
     status: GuardStatus
     sinks: Fanout = field(default_factory=Fanout)
 
     async def start(self) -> None:
         await self.coordinator.start()
-        await self.slack.start()
+        await self.notifier.start()
         if self.health is not None:
             try:
                 await self.health.start()
@@ -70,7 +71,7 @@ class Guard:
         with contextlib.suppress(Exception):
             await self.coordinator.stop()
         with contextlib.suppress(Exception):
-            await self.slack.stop(timeout=5.0)
+            await self.notifier.stop(timeout=5.0)
         if self.health is not None:
             with contextlib.suppress(Exception):
                 await self.health.stop()
@@ -97,7 +98,7 @@ def build_coordinator(settings: Settings) -> tuple[Coordinator, Ledger]:
 
 def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
     settings.require("api_key", "api_secret", "trx")
-    for name in ("api_secret", "trx", "slack_token", "slack_webhook_url", "redis_url"):
+    for name in SECRET_FIELDS:
         value = getattr(settings, name)
         if value is not None:
             register_secret(value.get_secret_value())
@@ -113,15 +114,13 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         observer=telemetry.observe_call,
         tracer=telemetry.tracer,
     )
-    slack = SlackNotifier.from_settings(
+    notifier = build_dispatcher(
         settings,
         clock=clock,
-        on_sent=lambda *_: telemetry.count_slack("sent"),
-        on_failed=lambda *_: telemetry.count_slack("failed"),
-        on_dropped=lambda *_: telemetry.count_slack("dropped"),
+        count=lambda channel, result, _kind: telemetry.count_notification(channel, result),
     )
     status = GuardStatus()
-    sinks = Fanout([LogSink(), telemetry.sink, slack])
+    sinks = Fanout([LogSink(), telemetry.sink, notifier])
     engine = Engine(
         api=client,
         ledger=ledger,
@@ -146,7 +145,7 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
             metrics=telemetry.render_prometheus,
         )
     return Guard(
-        settings, engine, client, ledger, coordinator, telemetry, slack, health, status, sinks
+        settings, engine, client, ledger, coordinator, telemetry, notifier, health, status, sinks
     )
 
 

@@ -16,7 +16,8 @@ no spend is seen (the SDK cannot carry +Inf).
 | topup_guard.api_call_duration      | histogram | s       | endpoint                         |
 | topup_guard.poll_delay             | histogram | s       |                                  |
 | topup_guard.poll_failures          | counter   | {poll}  | error_type                       |
-| topup_guard.slack_messages         | counter   | {message} | result = sent / dropped / failed |
+| topup_guard.notifications          | counter   | {message} | channel, result (sent/dropped/…) |
+| topup_guard.slack_messages         | counter   | {message} | result (Slack only: old name) |
 | topup_guard.condition              | gauge     | 1       | condition (1 active, 0 ended)    |
 """
 
@@ -89,6 +90,11 @@ class Instruments:
             "topup_guard.poll_failures",
             unit="{poll}",
             description="Balance reads that failed, by error type.",
+        )
+        self.notifications = meter.create_counter(
+            "topup_guard.notifications",
+            unit="{message}",
+            description="Messages by channel (slack, webhook, pagerduty) and result.",
         )
         self.slack_messages = meter.create_counter(
             "topup_guard.slack_messages",
