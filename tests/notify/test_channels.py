@@ -262,3 +262,25 @@ async def test_webhook_url_hmac_key_and_routing_key_never_appear_in_logs(
     assert "notification_send_failed" in logged
     for secret in ("UrlTokenCanary42", HMAC_KEY, ROUTING_KEY):
         assert secret not in logged
+
+
+async def test_a_test_message_reaches_each_channel_that_takes_it(
+    hook: WebhookReceiver, pagerduty: FakePagerDuty
+) -> None:
+    from topup_guard.notify.build import send_test_message
+
+    settings = Settings(
+        api_key="abcd1234",
+        webhook_url=hook.url,
+        webhook_secret=HMAC_KEY,
+        pagerduty_routing_key=ROUTING_KEY,
+        pagerduty_url=pagerduty.url,
+    )
+    results = await send_test_message(settings)
+    assert results == {"webhook": "sent", "pagerduty": "skipped (it only takes alerts)"}
+    assert [b["kind"] for b in hook.accepted] == ["test"]
+    assert pagerduty.requests == []
+    refused = await send_test_message(
+        Settings(webhook_url=hook.url, webhook_secret="wrong-key"), per_channel_s=5
+    )
+    assert refused["webhook"].startswith("failed: NotificationError: webhook answered HTTP 401")

@@ -6,6 +6,7 @@ Slack never imports slack_sdk (~5 MB of resident memory).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from topup_guard.clock import Clock
@@ -88,3 +89,44 @@ def build_dispatcher(
         message_timeout=message_timeout,
         count=count,
     )
+
+
+async def send_test_message(
+    settings: Settings, *, per_channel_s: float = 15.0, slack_api_url: str | None = None
+) -> dict[str, str]:
+    """Send one test message to every configured channel now; ``{channel: result}`` in words.
+
+    For ``check``: it proves the URL or token works without waiting for an alert. PagerDuty is
+    skipped (a test would page someone); its key is only checked when the first incident opens.
+    """
+    from topup_guard.notify.note import Note, Paragraph, Severity
+
+    scope = scope_of(settings)
+    note = Note(
+        kind="test",
+        severity=Severity.INFO,
+        icon="🧪",
+        title="topup-guard test message",
+        summary="topup-guard test message: this channel receives the guard's notifications.",
+        scope=scope,
+        paragraphs=(Paragraph("Sent by `topup-guard check`; nothing happened to the balance."),),
+    )
+    results: dict[str, str] = {}
+    for channel in channels_of(settings, slack_api_url=slack_api_url):
+        if not channel.accepts(note):
+            results[channel.name] = "skipped (it only takes alerts)"
+            continue
+        try:
+            async with asyncio.timeout(per_channel_s):
+                await channel.send(note)
+            results[channel.name] = "sent"
+        except TimeoutError:
+            results[channel.name] = f"failed: no answer within {per_channel_s:g} s"
+        except Exception as exc:  # reported, never raised: check goes on with the next one
+            text = f"{type(exc).__name__}: {exc}"
+            for secret in channel.secrets:
+                text = text.replace(secret, "[redacted]")
+            results[channel.name] = f"failed: {text[:200]}"
+        finally:
+            await channel.aclose()
+    return results
