@@ -232,3 +232,14 @@ def test_breaker_and_cap_messages_say_when_they_clear(
     text = incident(change, SCOPE).text
     assert said in text
     assert "in 0 s" not in text
+
+
+def test_a_breaker_under_a_deeper_cause_still_says_when_it_clears() -> None:
+    tracker = IncidentTracker(3600, 0)
+    tracker.observe(snap(0, C.AUTORELOAD_DISABLED, C.BREAKER_OPEN, breaker_open=WALL + 3600), 0)
+    [change] = tracker.flush(0).changes
+    assert change.root is C.AUTORELOAD_DISABLED
+    assert (
+        "also: circuit breaker open: top-ups paused — one trial top-up is allowed at 09:00 UTC "
+        "(in 1 h)" in incident(change, SCOPE).text
+    )

@@ -46,9 +46,13 @@ def _line(condition: Condition, member: Member, wall: float, *, titled: bool = T
 
 
 def _also(condition: Condition, member: Member, wall: float) -> str:
-    """A condition under the root in the one-paragraph summary: its title and when it clears."""
-    when = clears(condition, member, wall)
-    return CONDITION_TEXT[condition].title.lower() + (f" ({when.rstrip('.')})" if when else "")
+    """A condition under the root in the one-paragraph summary: its title, and when it clears
+    if that is known (the body says how otherwise)."""
+    title = CONDITION_TEXT[condition].title.lower()
+    if member.clears_at is None:
+        return title
+    when = clears(condition, member, wall).rstrip(".")
+    return f"{title} — {when[:1].lower()}{when[1:]}"
 
 
 def _count_topups(change: Change) -> str:
@@ -98,7 +102,7 @@ def incident(change: Change, scope: Scope) -> Note:
     if change.topups and change.topups[-1].action_needed and change.root in _TOPUP_ROOTS:
         action = change.topups[-1].action_needed or action
     paragraphs.append(Paragraph(action, label="What to do"))
-    also = "; also: " + ", ".join(_also(c, m, change.wall) for c, m in change.members[1:])
+    also = "; also: " + "; ".join(_also(c, m, change.wall) for c, m in change.members[1:])
     summary = (
         f"{title} — "
         + (f"{gone} Still: " if gone else "")
@@ -135,7 +139,7 @@ def _resolved(
 ) -> Note:
     sentences = [CONDITION_TEXT[c].recovered for c, _ in change.members]
     lasted = f.duration(change.lasted)
-    summary = f"{title}: {' '.join(sentences)} (lasted {lasted})"
+    summary = f"{title} — {' '.join(sentences)} (lasted {lasted})"
     return Note(
         kind="incident_resolved",
         severity=Severity.INFO,
