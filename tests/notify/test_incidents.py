@@ -243,3 +243,13 @@ def test_a_breaker_under_a_deeper_cause_still_says_when_it_clears() -> None:
         "also: circuit breaker open: top-ups paused — one trial top-up is allowed at 09:00 UTC "
         "(in 1 h)" in incident(change, SCOPE).text
     )
+
+
+def test_causes_joined_through_a_shared_effect_are_not_said_to_cause_each_other() -> None:
+    run = Run(group_wait=0)
+    [change] = run.at(0, C.COORDINATION_DOWN, C.CAP_REACHED, C.LOW_BALANCE)
+    assert change.root is C.COORDINATION_DOWN
+    labels = {p.label: p.text for p in incident(change, SCOPE).paragraphs}
+    assert "Balance below the floor" in labels["Because of it"]
+    assert "Top-up cap reached" in labels["Also active"]
+    assert "Top-up cap reached" not in labels["Because of it"]

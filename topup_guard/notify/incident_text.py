@@ -11,7 +11,7 @@ from __future__ import annotations
 from topup_guard.events import Condition, Outcome
 from topup_guard.notify import format as f
 from topup_guard.notify.conditions_text import CONDITION_TEXT
-from topup_guard.notify.incidents import Change, Member
+from topup_guard.notify.incidents import CAUSES, Change, Member
 from topup_guard.notify.messages import plain, topup_lines
 from topup_guard.notify.note import IncidentAction, IncidentRef, Note, Paragraph, Scope, Severity
 
@@ -55,6 +55,17 @@ def _also(condition: Condition, member: Member, wall: float) -> str:
     return f"{title} — {when[:1].lower()}{when[1:]}"
 
 
+def explained_by(root: Condition) -> frozenset[Condition]:
+    """Everything ``root`` can bring about, directly or through another condition."""
+    found: set[Condition] = set()
+    todo = [root]
+    while todo:
+        for effect in CAUSES[todo.pop()] - found:
+            found.add(effect)
+            todo.append(effect)
+    return frozenset(found - {root})
+
+
 def _count_topups(change: Change) -> str:
     """``'3 failed top-ups'``, ``'1 unconfirmed top-up'``, ``'2 failed and 1 unconfirmed …'``."""
     failed = sum(1 for t in change.topups if t.outcome is Outcome.FAILED)
@@ -90,12 +101,21 @@ def incident(change: Change, scope: Scope) -> Note:
     members = dict(change.members)
     gone = " ".join(CONDITION_TEXT[c].recovered for c in change.recovered)
     root_line = _line(change.root, members[change.root], change.wall, titled=False)
+    caused = explained_by(change.root)
     others = [_line(c, m, change.wall) for c, m in change.members if c is not change.root]
+    because = [_line(c, m, change.wall) for c, m in change.members if c in caused]
+    beside = [
+        _line(c, m, change.wall)
+        for c, m in change.members
+        if c is not change.root and c not in caused
+    ]
     paragraphs = [Paragraph(root_line)]
     if change.recovered:
         paragraphs.insert(0, Paragraph(gone, label="Recovered"))
-    if others:
-        paragraphs.append(Paragraph("\n".join(f"• {o}" for o in others), label="Because of it"))
+    if because:
+        paragraphs.append(Paragraph("\n".join(f"• {o}" for o in because), label="Because of it"))
+    if beside:  # groups joined through a shared effect, not caused by the root
+        paragraphs.append(Paragraph("\n".join(f"• {o}" for o in beside), label="Also active"))
     if change.topups:
         paragraphs.append(Paragraph("\n".join(topup_lines(change.topups)), label="Top-ups"))
     action = info.action
