@@ -210,6 +210,7 @@ def test_failed_or_unconfirmed_topup_says_what_happened_and_what_to_do(
             "slow down",
         ),
         ("RequestNotSentError: POST /account/top-up: connect failed", "never reached Vonage"),
+        ("SomeNewError: POST /account/top-up: odd (HTTP 418)", "did not accept the top-up (Vonage"),
     ],
 )
 def test_a_refused_payment_is_said_in_words_not_as_a_status_code(detail: str, meaning: str) -> None:

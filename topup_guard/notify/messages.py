@@ -52,10 +52,10 @@ def plain_detail(detail: str) -> str:
     """An attempt's detail in words: ``'TopUpRefusedError: POST …: topup failed (HTTP 401)'`` ->
     ``'Vonage refused the payment: … (Vonage said "topup failed"). Nothing was charged.'``."""
     match = _ERROR_PREFIX.match(detail.strip())
-    if match is None or match.group(1) not in _MEANING:
+    if match is None:
         return plain(detail)
     name, said = match.group(1), plain(match.group(2))
-    out = _MEANING[name]
+    out = _MEANING.get(name, "Vonage did not accept the top-up")  # never the class name
     if said:
         out += f' (Vonage said "{said}")'
     return out + (". Nothing was charged." if name in _NOTHING_CHARGED else ".")
