@@ -284,3 +284,31 @@ async def test_a_test_message_reaches_each_channel_that_takes_it(
         Settings(webhook_url=hook.url, webhook_secret="wrong-key"), per_channel_s=5
     )
     assert refused["webhook"].startswith("failed: NotificationError: webhook answered HTTP 401")
+
+
+async def test_a_redirected_webhook_is_not_followed() -> None:
+    from aiohttp import web
+
+    target = WebhookReceiver(HMAC_KEY)
+    await target.start()
+    app = web.Application()
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(target.url)
+
+    app.router.add_post("/hook", redirect)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        notifier = dispatcher(
+            webhook_url=f"http://127.0.0.1:{runner.addresses[0][1]}/hook", webhook_secret=HMAC_KEY
+        )
+        await notifier.start()
+        notifier.emit(topup_event())
+        await notifier.stop(timeout=5)
+    finally:
+        await runner.cleanup()
+        await target.stop()
+    assert target.requests == []  # the signed body never went where it was not configured
+    assert notifier.failed == 1

@@ -1,7 +1,8 @@
 """One JSON POST over aiohttp for the webhook and PagerDuty channels, resent by ``retry``.
 
 A 2xx is delivered; 429, 5xx, a timeout or no connection is ``NotificationError(retryable=True)``
-and is resent within ``retry.NOTIFY_POLICY`` (receivers de-duplicate); any other status is final.
+and is resent within ``retry.NOTIFY_POLICY`` (receivers de-duplicate); any other status, a
+redirect included, is final.
 Error texts name the channel and the status only: the URL may carry a token, and aiohttp's own
 messages hold the URL, so they are never passed on.
 """
@@ -42,8 +43,12 @@ class JsonPoster:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=True)
         try:
+            # No redirects: a redirected alert would carry its signature somewhere unconfigured.
             async with self._session.post(
-                self._url, data=body, headers={"Content-Type": "application/json", **headers}
+                self._url,
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+                allow_redirects=False,
             ) as resp:
                 text = (await resp.text(errors="replace"))[:_BODY_SHOWN].strip()
                 status = resp.status
