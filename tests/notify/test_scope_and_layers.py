@@ -66,3 +66,22 @@ def test_channels_do_not_know_each_other_or_the_dispatcher() -> None:
                     "topup_guard.notify.channels.http",
                     "topup_guard.notify.channels.slack_transport",
                 }, f"{path.name} imports {name}"
+
+
+def test_channel_secrets_can_be_read_from_files_and_are_masked(tmp_path: Path) -> None:
+    from topup_guard.config import load_settings
+
+    (tmp_path / "hmac").write_text("hmac-from-file\n")
+    (tmp_path / "pd").write_text("R0FROMFILE\n")
+    settings = load_settings(
+        {
+            "TOPUP_GUARD_WEBHOOK_URL": "https://ops.example.com/hook?token=t0k",
+            "TOPUP_GUARD_WEBHOOK_SECRET_FILE": str(tmp_path / "hmac"),
+            "TOPUP_GUARD_PAGERDUTY_ROUTING_KEY_FILE": str(tmp_path / "pd"),
+        }
+    )
+    assert settings.secret("webhook_secret") == "hmac-from-file"
+    assert settings.secret("pagerduty_routing_key") == "R0FROMFILE"
+    shown = str(settings.masked()) + repr(settings)
+    for value in ("hmac-from-file", "R0FROMFILE", "t0k"):
+        assert value not in shown
