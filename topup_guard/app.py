@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 
 from topup_guard.clock import Clock, SystemClock
-from topup_guard.config import Settings
+from topup_guard.config import SECRET_FIELDS, Settings
 from topup_guard.coordination import Coordinator, SoleGuard
 from topup_guard.engine import Engine
 from topup_guard.errors import ConfigError
@@ -26,7 +26,8 @@ from topup_guard.ledger.base import Ledger
 from topup_guard.ledger.sqlite import SqliteLedger
 from topup_guard.logs import LogSink, register_secret, setup_logging
 from topup_guard.memory_file import MemoryFile
-from topup_guard.notify.slack import SlackNotifier
+from topup_guard.notify import Dispatcher
+from topup_guard.notify.build import build_dispatcher
 from topup_guard.status import GuardStatus
 from topup_guard.telemetry import Telemetry, setup_telemetry
 from topup_guard.topup import AccountAPI, SafeTopUp
@@ -50,14 +51,14 @@ class Guard:
     ledger: Ledger
     coordinator: Coordinator
     telemetry: Telemetry
-    slack: SlackNotifier
+    notifier: Dispatcher
     health: HealthServer | None
     status: GuardStatus
     sinks: Fanout = field(default_factory=Fanout)
 
     async def start(self) -> None:
         await self.coordinator.start()
-        await self.slack.start()
+        await self.notifier.start()
         if self.health is not None:
             try:
                 await self.health.start()
@@ -74,7 +75,7 @@ class Guard:
 
     async def stop(self) -> None:
         # Telemetry last, so the stop itself is recorded; each step bounded so exit never hangs.
-        steps = [self.coordinator.stop(), self.slack.stop(timeout=SHUTDOWN_STEP_TIMEOUT)]
+        steps = [self.coordinator.stop(), self.notifier.stop(timeout=SHUTDOWN_STEP_TIMEOUT)]
         if self.health is not None:
             steps.append(self.health.stop())
         steps += [self.client.close(), self.ledger.close(), self.telemetry.aclose()]
@@ -120,7 +121,7 @@ def build_safe_topup(
 
 def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
     settings.require("api_key", "api_secret", "trx")
-    for name in ("api_secret", "trx", "slack_token", "slack_webhook_url", "redis_url"):
+    for name in SECRET_FIELDS:
         value = getattr(settings, name)
         if value is not None:
             register_secret(value.get_secret_value())
@@ -136,15 +137,13 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         observer=telemetry.observe_call,
         tracer=telemetry.tracer,
     )
-    slack = SlackNotifier.from_settings(
+    notifier = build_dispatcher(
         settings,
         clock=clock,
-        on_sent=lambda *_: telemetry.count_slack("sent"),
-        on_failed=lambda *_: telemetry.count_slack("failed"),
-        on_dropped=lambda *_: telemetry.count_slack("dropped"),
+        count=lambda channel, result, _kind: telemetry.count_notification(channel, result),
     )
     status = GuardStatus()
-    sinks = Fanout([LogSink(), telemetry.sink, slack])
+    sinks = Fanout([LogSink(), telemetry.sink, notifier])
     tracer = telemetry.tracer if hasattr(telemetry, "tracer") else trace.get_tracer("topup_guard")
     safe = build_safe_topup(settings, client, coordinator, ledger, clock, tracer)
     engine = Engine(
@@ -171,7 +170,7 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
             metrics=telemetry.render_prometheus,
         )
     return Guard(
-        settings, engine, client, ledger, coordinator, telemetry, slack, health, status, sinks
+        settings, engine, client, ledger, coordinator, telemetry, notifier, health, status, sinks
     )
 
 

@@ -133,9 +133,36 @@ class Settings(BaseSettings):
     slack_channel: str | None = Field(None, examples=["#sms-ops"])
     """Slack channel for the bot token. Default unset."""
     slack_repeat: float = Field(3600.0, gt=0, examples=["3600"])
-    """Seconds between repeats of an alert while its condition lasts. Default 3600."""
+    """Seconds between repeats ("Still: …") of an alert while its cause lasts, on every channel.
+    Default 3600."""
     slack_queue_size: int = Field(100, ge=1, examples=["100"])
-    """Messages waiting for Slack before new ones are dropped (and counted). Default 100."""
+    """Messages waiting for each channel (Slack, webhook, PagerDuty) before new ones are dropped
+    (and counted). Default 100."""
+    notify_group_wait: float = Field(30.0, ge=0, le=600, examples=["30"])
+    """Seconds an alert waits for others with the same cause before it is sent, so one cause
+    makes one message (failed top-ups included). 0 sends at once. Default 30."""
+    webhook_url: SecretStr | None = Field(None, examples=["https://ops.example.com/hooks/topup"])
+    """Generic webhook: every message is POSTed there as JSON. Secret (URLs often carry a
+    token). Default unset."""
+    webhook_secret: SecretStr | None = Field(None, examples=["a-long-random-string"])
+    """Key of the HMAC-SHA256 signature of each webhook body, sent as
+    `X-Topup-Guard-Signature-256: sha256=<hex>`. Secret. Default unset (unsigned)."""
+    pagerduty_routing_key: SecretStr | None = Field(
+        None, examples=["R0123456789ABCDEF0123456789ABCDE"]
+    )
+    """PagerDuty Events API v2 integration (routing) key: alerts trigger and resolve incidents,
+    one per cause. Secret. Default unset."""
+    pagerduty_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue",
+        examples=["https://events.eu.pagerduty.com/v2/enqueue"],
+    )
+    """PagerDuty Events API v2 endpoint. Default https://events.pagerduty.com/v2/enqueue."""
+    account_name: str | None = Field(None, max_length=80, examples=["Acme SMS production"])
+    """A display name for the Vonage account, shown in every message beside the API key.
+    Default unset (the API key alone)."""
+    environment: str | None = Field(None, max_length=80, examples=["production"])
+    """Environment label shown in every message. Default: the Kubernetes namespace (service
+    account namespace file, else `POD_NAMESPACE`), else unset."""
     health_host: str = Field("0.0.0.0", examples=["0.0.0.0"])  # noqa: S104 - probes come from kubelet
     """Address the health server listens on. Default 0.0.0.0."""
     health_port: int = Field(8080, ge=0, le=65535, examples=["8080"])
@@ -144,6 +171,14 @@ class Settings(BaseSettings):
     """`json` (one object per line) or `text`. Default json."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", examples=["INFO"])
     """DEBUG, INFO, WARNING or ERROR. The ledger does not depend on it. Default INFO."""
+
+    @field_validator("webhook_url", "pagerduty_url")
+    @classmethod
+    def _http_url(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is not None and urlsplit(str(text)).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
 
     @field_validator("rest_url", "api_url")
     @classmethod

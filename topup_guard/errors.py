@@ -5,6 +5,8 @@ TopupGuardError
 ├── ConfigError                      bad or missing settings (exit 2)
 ├── LedgerError                      the ledger cannot be read or written safely
 ├── InvalidSecretError               a new API secret fails Vonage's rules; checked before sending
+├── NotificationError                a channel (Slack, webhook, PagerDuty) did not take a message;
+│                                    ``retryable`` says whether sending it again may help
 └── VonageError                      anything that went wrong talking to Vonage
     ├── ApiError                     Vonage answered, and the answer is an error
     │   ├── AuthenticationError      401: key/secret wrong
@@ -52,6 +54,14 @@ class InvalidSecretError(TopupGuardError):
 
     The message states the rules and never the rejected secret.
     """
+
+
+class NotificationError(TopupGuardError):
+    """A channel did not take a message. The text is safe to log: no URL, token or key."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        self.retryable = retryable
+        super().__init__(message)
 
 
 class VonageError(TopupGuardError):

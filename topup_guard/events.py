@@ -49,7 +49,7 @@ class Outcome(StrEnum):
 class Started:
     policy: Mapping[str, str]  # effective settings, secrets masked (Settings.masked())
     dry_run: bool
-    coordination: str  # "sqlite (single replica)" or "redis (lease)"
+    coordination: str  # in words, e.g. "single replica (SQLite ledger)" / "shared lease (Redis)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +97,18 @@ class TopUpFinished:
 
 @dataclass(frozen=True, slots=True)
 class ConditionsChanged:
-    """The set of active conditions after a cycle (the notifier de-duplicates)."""
+    """The set of active conditions after a cycle (the notifier de-duplicates and groups).
+
+    ``clears_at`` holds, for a condition that ends by itself with time, the wall-clock Unix
+    seconds when it will: ``BREAKER_OPEN`` -> when the cooldown after the last failed top-up
+    ends and one trial is allowed; ``CAP_REACHED`` -> when enough of the counted top-ups have
+    left their rolling windows for one more (``topup_guard.clears``). Absent: not known; the
+    messages then name the setting instead of a time.
+    """
 
     wall: float
     active: Mapping[Condition, str] = field(default_factory=dict)  # condition -> detail text
+    clears_at: Mapping[Condition, float] = field(default_factory=dict)  # condition -> Unix s
 
 
 Event = Started | Stopped | PollCompleted | PollFailed | TopUpFinished | ConditionsChanged

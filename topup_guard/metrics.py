@@ -25,7 +25,8 @@ values: a series that appears only with the first failure is invisible to ``incr
 | topup_guard.api_call_duration      | histogram | s       | endpoint                         |
 | topup_guard.poll_delay             | histogram | s       |                                  |
 | topup_guard.poll_failures          | counter   | {poll}  | error_type (an ERROR_KINDS value)|
-| topup_guard.slack_messages         | counter   | {message} | result = sent / dropped / failed |
+| topup_guard.notifications          | counter   | {message} | channel, result (sent/dropped/…) |
+| topup_guard.slack_messages         | counter   | {message} | result (Slack only: old name) |
 | topup_guard.condition              | gauge     | 1       | condition (1 active, 0 not)      |
 """
 
@@ -183,6 +184,11 @@ class Instruments:
             "topup_guard.poll_failures",
             unit="{poll}",
             description="Balance reads that failed, by error kind.",
+        )
+        self.notifications = meter.create_counter(
+            "topup_guard.notifications",
+            unit="{message}",
+            description="Messages by channel (slack, webhook, pagerduty) and result.",
         )
         self.slack_messages = meter.create_counter(
             "topup_guard.slack_messages",

@@ -5,6 +5,8 @@ bound includes the wait about to start, so no Retry-After can stretch it), backs
 with jitter, and says by a named predicate which errors it retries. There is no default.
 
 - Balance reads are idempotent: retried after any transport, server, 429 or malformed answer.
+- A notification (webhook, PagerDuty) is resent after a 429, a 5xx or no connection: receivers
+  de-duplicate (the webhook body's ``id``, PagerDuty's ``dedup_key``). Slack uses slack-sdk's own.
 - The top-up POST is not idempotent: retried only when it provably never reached Vonage
   (``RequestNotSentError``) or was refused unprocessed (``RateLimitedError``, after
   its Retry-After).
@@ -28,6 +30,7 @@ from tenacity import (
 
 from topup_guard.errors import (
     MalformedResponseError,
+    NotificationError,
     RateLimitedError,
     RequestNotSentError,
     ServerError,
@@ -55,6 +58,7 @@ class RetryPolicy:
 
 READ_POLICY = RetryPolicy(attempts=4, max_seconds=20.0)
 POST_POLICY = RetryPolicy(attempts=3, max_seconds=30.0, wait_initial=1.0, wait_max=10.0)
+NOTIFY_POLICY = RetryPolicy(attempts=3, max_seconds=20.0, wait_initial=0.5, wait_max=5.0)
 
 
 def read_is_retryable(exc: BaseException) -> bool:
@@ -65,6 +69,11 @@ def read_is_retryable(exc: BaseException) -> bool:
 def post_is_safe_to_resend(exc: BaseException) -> bool:
     """Only when Vonage provably did not process the request."""
     return isinstance(exc, RequestNotSentError | RateLimitedError)
+
+
+def notification_is_retryable(exc: BaseException) -> bool:
+    """The channel said "later" (429, 5xx) or could not be reached; a refusal is final."""
+    return isinstance(exc, NotificationError) and exc.retryable
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,9 +204,16 @@ class Telemetry:
             record.endpoint, record.method, record.status, record.outcome, record.duration_s
         )
 
+    def count_notification(self, channel: str, result: str) -> None:
+        """Count one message by ``channel`` (slack | webhook | pagerduty) and ``result``
+        (sent | dropped | failed). Slack's also still count in ``slack_messages``."""
+        self.instruments.notifications.add(1, {"channel": channel, "result": result})
+        if channel == "slack":
+            self.instruments.slack_messages.add(1, {"result": result})
+
     def count_slack(self, result: str) -> None:
         """Count one Slack message by ``result``: sent | dropped | failed."""
-        self.instruments.slack_messages.add(1, {"result": result})
+        self.count_notification("slack", result)
 
     def render_prometheus(self) -> str:
         """The current metrics in Prometheus text format 0.0.4 ("" when disabled)."""

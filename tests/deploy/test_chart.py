@@ -319,6 +319,11 @@ EVERYTHING = [
     "slack.channel=#ops",
     "slack.webhookUrl=https://hooks.slack.com/services/T/B/X",
     "policy.topupAmount=50",
+    "notifications.accountName=Acme SMS",
+    "notifications.environment=production",
+    "notifications.webhook.url=https://ops.example.com/hook",
+    "notifications.webhook.secret=hmac-key",
+    "notifications.pagerduty.routingKey=R0KEY",
 ]
 
 

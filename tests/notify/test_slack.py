@@ -1,4 +1,5 @@
-"""SlackNotifier against a local aiohttp server standing in for Slack, over real sockets.
+"""The dispatcher's Slack channel against a local aiohttp server standing in for Slack, over
+real sockets.
 
 The fake serves both the incoming-webhook endpoint and the Web API's ``chat.postMessage``, and
 can answer normally, rate-limit (429 + Retry-After), stall, or refuse (``{"ok": false}``).
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from topup_guard.clock import VirtualClock
+from topup_guard.clock import SystemClock, VirtualClock
 from topup_guard.config import Settings
 from topup_guard.events import (
     Condition,
@@ -28,7 +29,8 @@ from topup_guard.events import (
     Stopped,
     TopUpFinished,
 )
-from topup_guard.notify import SlackNotifier
+from topup_guard.notify import Dispatcher
+from topup_guard.notify.build import build_dispatcher
 
 HOOK_PATH = "/services/T/B/X"
 TOKEN = "xoxb-4242-test-token-Secret"
@@ -94,22 +96,40 @@ async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
     await runner.cleanup()
 
 
-def webhook_notifier(
-    slack: FakeSlack, clock: VirtualClock | None = None, **kw: Any
-) -> SlackNotifier:
+class Counts:
+    """The dispatcher's count hook, recording (channel, result, kind)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def __call__(self, channel: str, result: str, kind: str) -> None:
+        self.calls.append((channel, result, kind))
+
+    def kinds(self, result: str) -> list[str]:
+        return [kind for _, r, kind in self.calls if r == result]
+
+
+def webhook_notifier(slack: FakeSlack, clock: VirtualClock | None = None, **kw: Any) -> Dispatcher:
     settings = Settings(
+        api_key="abcd1234",
+        environment="staging",
         slack_webhook_url=slack.url + HOOK_PATH,
         slack_repeat=kw.pop("repeat", 3600.0),
         slack_queue_size=kw.pop("queue_size", 100),
+        notify_group_wait=kw.pop("group_wait", 0.0),
     )
-    return SlackNotifier.from_settings(settings, clock=clock or VirtualClock(), **kw)
+    return build_dispatcher(settings, clock=clock or VirtualClock(), **kw)
 
 
-def api_notifier(slack: FakeSlack, **kw: Any) -> SlackNotifier:
-    settings = Settings(slack_token=TOKEN, slack_channel="#sms-ops")
-    return SlackNotifier.from_settings(
-        settings, clock=VirtualClock(), api_base_url=slack.url + "/api/", **kw
-    )
+def api_notifier(slack: FakeSlack, **kw: Any) -> Dispatcher:
+    settings = Settings(api_key="abcd1234", slack_token=TOKEN, slack_channel="#sms-ops")
+    return build_dispatcher(settings, clock=VirtualClock(), slack_api_url=slack.url + "/api/", **kw)
+
+
+def said(message: dict[str, Any]) -> str:
+    """A message's fallback text without its scope prefix ("[staging · abcd1234] ")."""
+    text = str(message["text"])
+    return text.split("] ", 1)[1] if text.startswith("[") else text
 
 
 def topup_event(attempt_id: int = 1, outcome: Outcome = Outcome.SUCCEEDED) -> TopUpFinished:
@@ -148,7 +168,8 @@ async def test_webhook_message_arrives_with_blocks_and_text(slack: FakeSlack) ->
     await notifier.stop(timeout=5)
     assert len(slack.received) == 2
     assert all(m["text"] and m["blocks"] for m in slack.received)
-    assert "Topped up 50.00 EUR" in slack.received[1]["text"]
+    assert said(slack.received[1]).startswith("Topped up 50.00 EUR")
+    assert slack.received[1]["text"].startswith("[staging · abcd1234] ")
     assert notifier.sent == 2
     assert notifier.failed == notifier.dropped == 0
 
@@ -194,18 +215,18 @@ async def test_condition_is_announced_at_start_repeated_rarely_and_at_recovery(
     notifier.emit(conditions(Condition.LOW_BALANCE))
     assert await notifier.drain(timeout=5)
     assert len(slack.received) == 2
-    assert slack.received[1]["text"].startswith("Still: Balance below the floor")
+    assert said(slack.received[1]).startswith("Still: Balance below the floor")
 
     clock.advance(60)
     notifier.emit(conditions())  # ended -> recovered, with how long it lasted
     notifier.emit(conditions())
     await notifier.stop(timeout=5)
     assert len(slack.received) == 3
-    assert slack.received[2]["text"].startswith("Recovered:")
+    assert said(slack.received[2]).startswith("Recovered:")
     assert "lasted 12 min" in slack.received[2]["text"]
 
 
-async def test_each_condition_transitions_separately(slack: FakeSlack) -> None:
+async def test_independent_causes_transition_separately(slack: FakeSlack) -> None:
     notifier = webhook_notifier(slack)
     await notifier.start()
     notifier.emit(conditions(Condition.CAP_REACHED))
@@ -228,7 +249,7 @@ async def test_dry_run_decisions_are_posted_at_most_once_per_repeat(slack: FakeS
         notifier.emit(topup_event(attempt, Outcome.DRY_RUN))
         clock.advance(60)
     await notifier.stop(timeout=5)
-    texts = [m["text"] for m in slack.received]
+    texts = [said(m) for m in slack.received]
     assert len(texts) == 2
     assert all(t.startswith("DRY RUN — would have topped up 50.00 EUR") for t in texts)
     assert "9 more dry-run decisions" in texts[1]
@@ -249,8 +270,8 @@ async def test_emit_returns_at_once_while_slack_stalls_and_drops_are_counted(
     slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     slack.mode = "stall"
-    dropped: list[str] = []
-    notifier = webhook_notifier(slack, queue_size=10, on_dropped=dropped.append)
+    counts = Counts()
+    notifier = webhook_notifier(slack, queue_size=10, count=counts)
     await notifier.start()
     notifier.emit(topup_event(attempt_id=0))
     await asyncio.sleep(0.05)  # the worker takes it and hangs on the stalled Slack
@@ -264,9 +285,10 @@ async def test_emit_returns_at_once_while_slack_stalls_and_drops_are_counted(
     assert elapsed < 0.5  # a stalled Slack would take forever; emit never waits for it
     assert notifier.pending == 10
     assert notifier.dropped == 990
-    assert len(dropped) == 990
-    assert set(dropped) == {"topup_succeeded"}
-    assert [r.levelname for r in caplog.records if r.message == "slack_message_dropped"] == [
+    assert len(counts.kinds("dropped")) == 990
+    assert set(counts.kinds("dropped")) == {"topup_succeeded"}
+    assert {c for c, _, _ in counts.calls} == {"slack"}
+    assert [r.levelname for r in caplog.records if r.message == "notification_dropped"] == [
         "WARNING"
     ]  # counted every time, logged once a minute at most
     await notifier.stop(timeout=0.5)
@@ -284,7 +306,7 @@ async def test_stop_returns_within_its_timeout_against_a_stalled_slack(
     began = time.perf_counter()
     await notifier.stop(timeout=0.5)
     assert time.perf_counter() - began < 0.7
-    assert any(r.message == "slack_stop_timeout" for r in caplog.records)
+    assert any(r.message == "notification_stop_timeout" for r in caplog.records)
     notifier.emit(topup_event(attempt_id=99))  # after stop: dropped, never raised
     assert notifier.dropped == 1
 
@@ -306,19 +328,19 @@ async def test_slack_down_emit_still_returns_at_once_and_failures_are_logged(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     settings = Settings(slack_webhook_url=f"http://127.0.0.1:{port}{HOOK_PATH}", slack_queue_size=2)
-    failed: list[str] = []
-    notifier = SlackNotifier.from_settings(settings, clock=VirtualClock(), on_failed=failed.append)
+    counts = Counts()
+    notifier = build_dispatcher(settings, clock=VirtualClock(), count=counts)
     await notifier.start()
     began = time.perf_counter()
     for attempt in range(50):
         notifier.emit(topup_event(attempt_id=attempt))
     assert time.perf_counter() - began < 0.5
     assert notifier.dropped == 48
-    assert any(r.message == "slack_message_dropped" for r in caplog.records)
+    assert any(r.message == "notification_dropped" for r in caplog.records)
     assert await notifier.drain(timeout=5)  # two messages, one retry each after a backoff
     assert notifier.failed == 2
-    assert failed == ["topup_succeeded"] * 2
-    assert any(r.message == "slack_send_failed" for r in caplog.records)
+    assert counts.kinds("failed") == ["topup_succeeded"] * 2
+    assert any(r.message == "notification_send_failed" for r in caplog.records)
     await notifier.stop(timeout=1)
 
 
@@ -331,7 +353,7 @@ async def test_web_api_ok_false_is_logged_and_counted(
     notifier.emit(topup_event())
     await notifier.stop(timeout=5)
     assert (notifier.sent, notifier.failed) == (0, 1)
-    failures = [r for r in caplog.records if r.message == "slack_send_failed"]
+    failures = [r for r in caplog.records if r.message == "notification_send_failed"]
     assert len(failures) == 1
     assert "channel_not_found" in failures[0].error  # type: ignore[attr-defined]
 
@@ -368,26 +390,53 @@ async def test_without_slack_settings_the_notifier_does_nothing_and_says_so_once
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    notifier = SlackNotifier.from_settings(Settings(), clock=VirtualClock())
+    notifier = build_dispatcher(Settings(), clock=VirtualClock())
     assert not notifier.enabled
     await notifier.start()
     notifier.emit(topup_event())
     notifier.emit(conditions(Condition.LOW_BALANCE))
     await notifier.stop(timeout=1)
     assert [r.message for r in caplog.records if r.name.startswith("topup_guard")] == [
-        "slack_disabled"
+        "notifications_disabled"
     ]
     assert (notifier.sent, notifier.dropped, notifier.pending) == (0, 0, 0)
 
 
 async def test_a_broken_metrics_hook_does_not_stop_notifications(slack: FakeSlack) -> None:
-    def broken(kind: str) -> None:
+    def broken(channel: str, result: str, kind: str) -> None:
         raise RuntimeError("metrics backend gone")
 
-    notifier = webhook_notifier(slack, on_sent=broken)
+    notifier = webhook_notifier(slack, count=broken)
     await notifier.start()
     notifier.emit(topup_event(attempt_id=1))
     notifier.emit(topup_event(attempt_id=2))
     await notifier.stop(timeout=5)
     assert notifier.sent == 2
     assert len(slack.received) == 2
+
+
+async def test_a_waiting_group_is_sent_when_its_time_comes_without_another_event(
+    slack: FakeSlack,
+) -> None:
+    notifier = webhook_notifier(slack, SystemClock(), group_wait=0.2)  # type: ignore[arg-type]
+    await notifier.start()
+    notifier.emit(conditions(Condition.AUTORELOAD_DISABLED, Condition.LOW_BALANCE))
+    await asyncio.sleep(0.05)
+    assert slack.received == []  # still waiting for the rest of its cause
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        if slack.received:
+            break
+    assert headers_of(slack) == ["⛔ Auto-reload is disabled: the guard cannot top up"]
+    await notifier.stop(timeout=5)
+
+
+async def test_a_group_still_waiting_at_stop_is_sent_before_the_stop_message(
+    slack: FakeSlack,
+) -> None:
+    notifier = webhook_notifier(slack, group_wait=30)
+    await notifier.start()
+    notifier.emit(conditions(Condition.CAP_REACHED))
+    notifier.emit(Stopped(reason="SIGTERM"))
+    await notifier.stop(timeout=5)
+    assert headers_of(slack) == ["🛑 Top-up cap reached", "⏹️ topup-guard stopped"]

@@ -30,6 +30,16 @@ class Post:
     def text(self) -> str:
         return str(self.json.get("text", ""))
 
+    @property
+    def scope(self) -> str:
+        """The ``[environment · account]`` every message starts with, without the brackets."""
+        return self.text[1:].split("] ", 1)[0] if self.text.startswith("[") else ""
+
+    @property
+    def said(self) -> str:
+        """The text after the scope prefix: what the message says."""
+        return self.text.split("] ", 1)[1] if self.scope else self.text
+
 
 class SlackReceiver:
     """Serves ``webhook_path`` and ``/api/chat.postMessage`` on 127.0.0.1 (free port)."""
@@ -80,4 +90,5 @@ class SlackReceiver:
         return [p.text for p in self.posts]
 
     def find(self, prefix: str) -> list[Post]:
-        return [p for p in self.posts if p.text.startswith(prefix)]
+        """Posts whose text (after the scope prefix) starts with ``prefix``."""
+        return [p for p in self.posts if p.said.startswith(prefix)]

@@ -26,6 +26,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from tests.conftest import QUIET_SCENARIO
+from tests.notify.receivers import FakePagerDuty, WebhookReceiver
 from tests.otlp_receiver import Receiver
 from tests.run.guardproc import GuardProcess, free_port, get, guard_env, until
 from tests.run.slack_receiver import SlackReceiver
@@ -35,7 +36,7 @@ from topup_guard import redact
 from topup_guard.config import load_settings
 from topup_guard.errors import VonageError
 from topup_guard.events import Started, Stopped
-from topup_guard.notify.slack import SlackNotifier
+from topup_guard.notify.build import build_dispatcher
 from topup_guard.sim import RunningSimulator, SimCredentials, start_simulator
 from topup_guard.vonage.client import VonageClient
 
@@ -46,6 +47,9 @@ SLACK_TOKEN = "xoxb-leak-canary-123"
 HOOK_SECRET = "HookCanary9zz"
 HOOK_PATH = f"/services/T0CANARY/B0CANARY/{HOOK_SECRET}"
 OTLP_KEY = "OtlpCanary77"
+HOOK_TOKEN = "WebhookTok3nCanary"  # a token in the generic webhook's URL
+HMAC_KEY = "HmacKeyCanary55"
+ROUTING_KEY = "R0RoutingKeyCanary0123456789ABC"
 
 CANARIES = {
     "api secret": API_SECRET,
@@ -53,6 +57,9 @@ CANARIES = {
     "slack token": SLACK_TOKEN,
     "webhook path": HOOK_SECRET,
     "otlp header": OTLP_KEY,
+    "webhook url token": HOOK_TOKEN,
+    "webhook hmac key": HMAC_KEY,
+    "pagerduty routing key": ROUTING_KEY,
     "basic credential": base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode(),
 }
 
@@ -99,6 +106,16 @@ async def hook() -> AsyncIterator[SlackReceiver]:
     await receiver.stop()
 
 
+@pytest.fixture
+async def receivers() -> AsyncIterator[tuple[WebhookReceiver, FakePagerDuty]]:
+    webhook, pagerduty = WebhookReceiver(HMAC_KEY), FakePagerDuty(ROUTING_KEY)
+    await webhook.start()
+    await pagerduty.start()
+    yield webhook, pagerduty
+    await webhook.stop()
+    await pagerduty.stop()
+
+
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
     """In-process parts register the canaries; later tests must not inherit the masking."""
@@ -127,16 +144,23 @@ async def _count(guard: GuardProcess, event: str, n: int, timeout: float = 10.0)
 async def test_the_worker_leaks_no_secret_through_any_output(
     canary_sim: RunningSimulator,
     hook: SlackReceiver,
+    receivers: tuple[WebhookReceiver, FakePagerDuty],
     collector: Receiver,
     tmp_path: Path,
 ) -> None:
     sim, port = canary_sim, free_port()
+    webhook, pagerduty = receivers
     otel = otel_env(collector) | {"OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={OTLP_KEY}"}
     env = canary_env(
         sim,
         tmp_path,
         TOPUP_GUARD_HEALTH_PORT=str(port),
         TOPUP_GUARD_SLACK_WEBHOOK_URL=hook.webhook_url,
+        TOPUP_GUARD_WEBHOOK_URL=f"{webhook.url}?token={HOOK_TOKEN}",
+        TOPUP_GUARD_WEBHOOK_SECRET=HMAC_KEY,
+        TOPUP_GUARD_PAGERDUTY_ROUTING_KEY=ROUTING_KEY,
+        TOPUP_GUARD_PAGERDUTY_URL=pagerduty.url,
+        TOPUP_GUARD_NOTIFY_GROUP_WAIT="0",
         **otel,
     )
     await sim_post(sim, "/_sim/faults", {"endpoint": "get-balance", "kind": "html_error"})
@@ -168,13 +192,18 @@ async def test_the_worker_leaks_no_secret_through_any_output(
         "stderr": "\n".join(guard.stderr) or "(empty)",
         **{f"GET {path}": body for path, body in http.items()},
         **{f"slack post {i}": post.body for i, post in enumerate(hook.posts)},
+        **{f"webhook post {i}": r.body for i, r in enumerate(webhook.requests)},
+        # PagerDuty bodies carry the routing key (that is where it belongs): only their text.
+        **{f"pagerduty summary {i}": str(e.get("payload")) for i, e in enumerate(pagerduty.events)},
         **{f"otlp body {i}": body for i, body in enumerate(collector.bodies)},
     }
     assert_clean(surfaces)
     # The searched surfaces really carried the story (else "no leak" would prove nothing).
     slack_text = " ".join(hook.texts())
-    for what in ("started", "Topped up", "Top-up failed", "Top-up unconfirmed", "stopped"):
+    for what in ("started", "Topped up", "Top-up failed", "could not be confirmed", "stopped"):
         assert what in slack_text, what
+    assert len(webhook.accepted) == len(hook.posts)  # every note, HMAC verified
+    assert pagerduty.events, "an incident reached PagerDuty"
     assert collector.traces
     assert collector.metrics
     assert any(p.headers.get("Authorization") is None for p in hook.posts)
@@ -231,7 +260,7 @@ async def test_in_process_surfaces_leak_no_secret(
         env = canary_env(canary_sim, tmp_path, **slack_env)
         settings = load_settings(env)
         surfaces["repr(settings)"] = repr(settings) + str(settings.masked())
-        notifier = SlackNotifier.from_settings(settings, api_base_url=slack.api_url)
+        notifier = build_dispatcher(settings, slack_api_url=slack.api_url)
         await notifier.start()
         notifier.emit(Started(policy=settings.masked(), dry_run=False, coordination="SoleGuard"))
         notifier.emit(Stopped(reason="stop requested"))

@@ -71,10 +71,11 @@ async def test_a_top_up_reaches_slack_and_the_collector_with_its_trace_and_metri
     assert code == 0, guard.output
 
     # --- Slack: started, the top-up with its numbers and reason, stopped -------------------
-    texts = slack.texts()
+    texts = [p.said for p in slack.posts]
     assert texts[0].startswith("topup-guard started"), texts
+    assert {p.scope for p in slack.posts} == {env["VONAGE_API_KEY"]}  # every one names the account
     (topped,) = slack.find("Topped up")
-    assert topped.text.startswith("Topped up 50.00 EUR"), topped.text  # the amount,
+    assert topped.said.startswith("Topped up 50.00 EUR"), topped.text  # the amount,
     assert "balance 4.9" in topped.text  # the balance before ...
     assert "-&gt; 54.9" in topped.text  # ... and after the credit (Slack-escaped arrow),
     assert "Why: balance 4.9" in topped.text  # and the reason

@@ -426,3 +426,21 @@ async def test_a_slow_collector_neither_blocks_the_loop_nor_shutdown() -> None:
     assert close_lag < 0.25
     assert close_time < 1.5
     assert slow.traces == []  # every export timed out: nothing was accepted
+
+
+def test_notifications_are_counted_by_channel_and_result(
+    tel: Telemetry, reader: InMemoryMetricReader
+) -> None:
+    tel.count_notification("slack", "sent")
+    tel.count_notification("webhook", "failed")
+    tel.count_notification("pagerduty", "sent")
+    tel.count_notification("pagerduty", "dropped")
+    got = collected(reader)
+    counted = got["topup_guard.notifications"][1]
+    assert value_of(counted, channel="slack", result="sent") == 1
+    assert value_of(counted, channel="webhook", result="failed") == 1
+    assert value_of(counted, channel="pagerduty", result="sent") == 1
+    assert value_of(counted, channel="pagerduty", result="dropped") == 1
+    # The Slack-only counter of earlier versions still counts Slack, and only Slack.
+    assert value_of(got["topup_guard.slack_messages"][1], result="sent") == 1
+    assert "topup_guard_notifications_total" in tel.render_prometheus()

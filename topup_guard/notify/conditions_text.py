@@ -1,7 +1,9 @@
 """What each condition means to a person: a title, what to do now, and what 'recovered' means.
 
 Kept apart from the rendering so the wording can be reviewed by the people who run the guard
-without reading Block Kit code. Every ``Condition`` must have an entry (a test checks it).
+without reading channel code. Every ``Condition`` must have an entry (a test checks it). When a
+condition clears by itself (breaker, caps) the message says when, from the engine's
+``clears_at``; the action here never stands in for that time.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from topup_guard.events import Condition
+from topup_guard.notify.note import Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +20,7 @@ class ConditionText:
     title: str
     action: str  # what a person should do while the condition lasts
     recovered: str  # one sentence for the message when it ends
+    severity: Severity = Severity.CRITICAL  # as the root of a group
 
 
 CONDITION_TEXT: dict[Condition, ConditionText] = {
@@ -37,6 +41,7 @@ CONDITION_TEXT: dict[Condition, ConditionText] = {
             "by hand in the Vonage dashboard."
         ),
         recovered="The balance is back above the floor (TOPUP_GUARD_MIN_BALANCE).",
+        severity=Severity.WARNING,
     ),
     Condition.AUTORELOAD_DISABLED: ConditionText(
         icon="⛔",
@@ -51,19 +56,19 @@ CONDITION_TEXT: dict[Condition, ConditionText] = {
         icon="🛑",
         title="Top-up cap reached",
         action=(
-            "No more top-ups until the rolling window frees up. Check whether the spend is "
-            "expected; if it is, raise TOPUP_GUARD_MAX_TOPUPS_PER_HOUR / _PER_DAY / "
-            "TOPUP_GUARD_MAX_DAILY_AMOUNT, otherwise find what is sending the SMS."
+            "Check whether the spend is expected; if it is, raise "
+            "TOPUP_GUARD_MAX_TOPUPS_PER_HOUR / _PER_DAY / TOPUP_GUARD_MAX_DAILY_AMOUNT, otherwise "
+            "find what is sending the SMS."
         ),
         recovered="The top-up caps have room again.",
+        severity=Severity.ERROR,
     ),
     Condition.BREAKER_OPEN: ConditionText(
         icon="🚨",
         title="Circuit breaker open: top-ups paused",
         action=(
             "Several top-ups in a row failed or could not be confirmed. Compare the ledger with "
-            "the payment history in the Vonage dashboard before anything else. The guard tries "
-            "one top-up again after TOPUP_GUARD_BREAKER_COOLDOWN."
+            "the payment history in the Vonage dashboard before anything else."
         ),
         recovered="The circuit breaker closed; top-ups are allowed again.",
     ),
@@ -75,6 +80,7 @@ CONDITION_TEXT: dict[Condition, ConditionText] = {
             "not have been charged. The guard will not count on it."
         ),
         recovered="No top-up awaits confirmation any more.",
+        severity=Severity.ERROR,
     ),
     Condition.POLL_FAILING: ConditionText(
         icon="📡",

@@ -1,30 +1,22 @@
-"""Small, pure formatting helpers for Slack messages: money, rates, durations, Block Kit pieces.
+"""Small, pure formatting helpers for messages: money, rates, durations, times, masking.
 
-Everything here returns plain ``str``/``dict`` so message tests need no Slack at all. Limits
-come from Slack's Block Kit reference; text past a limit is cut with an ellipsis rather than
-letting Slack reject the whole message (a rejected alert is worse than a shortened one).
+Everything here returns plain ``str`` so message tests need no channel at all. People read one
+rate unit (EUR/min) and relative times that never say "in 0 s".
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
 
-Block = dict[str, Any]
-
-HEADER_MAX = 150  # header block: plain_text up to 150 characters
-SECTION_TEXT_MAX = 3000  # section text up to 3000 characters
-FIELD_TEXT_MAX = 2000  # each section field up to 2000 characters
-FIELDS_MAX = 10  # a section holds at most 10 fields
-CONTEXT_ELEMENTS_MAX = 10  # a context block holds at most 10 elements
 FALLBACK_MAX = 3000  # keep notification text short; Slack truncates past 40 000 anyway
 
 _CENT = Decimal("0.01")
 # Keys whose values are secrets even if a caller forgot to mask them (defence in depth).
-SECRET_KEY_MARKERS = ("SECRET", "TRX", "TOKEN", "WEBHOOK", "REDIS")
+SECRET_KEY_MARKERS = ("SECRET", "TRX", "TOKEN", "WEBHOOK", "REDIS", "ROUTING_KEY")
 MASK = "****** (set)"
 
 
@@ -75,15 +67,43 @@ def duration(seconds: float) -> str:
     return "0 s"  # pragma: no cover - the loop always returns
 
 
+def relative(seconds: float) -> str:
+    """``'in 4 min 10 s'``, or ``'now'`` for anything that rounds to less than a second."""
+    if math.isnan(seconds):
+        return "unknown"
+    if math.isinf(seconds):
+        return "never" if seconds > 0 else "now"
+    if round(seconds) < 1:
+        return "now"
+    return "in " + duration(seconds)
+
+
 def exhaustion(seconds: float) -> str:
     """When the balance would hit zero at the current rate: ``'in 4 min 10 s'``."""
     if math.isinf(seconds) and seconds > 0:
         return "not forecast (no spend)"
-    if math.isnan(seconds):
-        return "unknown"
-    if seconds <= 0:
+    return relative(seconds)
+
+
+def at_time(wall: float, now_wall: float) -> str:
+    """A future moment for people: ``'at 15:42 UTC (in 12 min)'``, the date added past a day."""
+    if not math.isfinite(wall) or wall <= 0:
+        return "at an unknown time"
+    if now_wall > 0 and wall - now_wall < 1:
         return "now"
-    return "in " + duration(seconds)
+    moment = datetime.fromtimestamp(wall, tz=UTC)
+    same_day = now_wall > 0 and moment.date() == datetime.fromtimestamp(now_wall, tz=UTC).date()
+    shown = moment.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
+    return f"at {shown} ({relative(wall - now_wall)})" if now_wall > 0 else f"at {shown}"
+
+
+# "0.05 EUR/s" inside texts built elsewhere (decision reasons): shown as EUR/min like the rest.
+_PER_SECOND = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?(?:[eE][-+]?\d+)?) EUR/s\b")
+
+
+def per_minute_text(text: str) -> str:
+    """``'at 0.05 EUR/s'`` -> ``'at 3.00 EUR/min'``: one rate unit in every message."""
+    return _PER_SECOND.sub(lambda m: rate(float(m.group(1))), text)
 
 
 def utc(wall: float) -> str:
@@ -116,30 +136,3 @@ def safe_policy(policy: Mapping[str, str]) -> dict[str, str]:
         else:
             out[key] = value
     return out
-
-
-# --- Block Kit builders --------------------------------------------------------------------
-
-
-def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": cut(text, HEADER_MAX)}}
-
-
-def section(text: str, fields: Mapping[str, str] | None = None) -> Block:
-    """A mrkdwn section; ``text`` must already be escaped, field values are escaped here."""
-    block: Block = {
-        "type": "section",
-        "text": {"type": "mrkdwn", "text": cut(text, SECTION_TEXT_MAX)},
-    }
-    if fields:
-        block["fields"] = [
-            {"type": "mrkdwn", "text": cut(f"*{label}*\n{escape(value)}", FIELD_TEXT_MAX)}
-            for label, value in list(fields.items())[:FIELDS_MAX]
-        ]
-    return block
-
-
-def context(*lines: str) -> Block:
-    """Small grey print; ``lines`` must already be escaped. Empty lines are skipped."""
-    elements = [{"type": "mrkdwn", "text": cut(line, SECTION_TEXT_MAX)} for line in lines if line]
-    return {"type": "context", "elements": elements[:CONTEXT_ELEMENTS_MAX]}

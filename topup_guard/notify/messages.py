@@ -1,205 +1,235 @@
-"""Events -> Slack messages (Block Kit blocks plus a plain-text fallback). Pure: no I/O, no clock.
+"""Top-up and lifecycle events -> channel-neutral notes. Pure: no I/O, no clock.
 
-Each message answers, for someone who never read the code: what happened, the numbers behind it,
-and what (if anything) a person must do now. ``text`` is what phones and screen readers show, so
-it carries the essentials on its own. Secrets never reach here unmasked: the policy mapping is
-re-masked by key name (``format.safe_policy``) in case a caller forgot.
+Each note answers, for someone who never read the code: what happened, the numbers behind it, and
+what (if anything) a person must do now — in words: no exception class names, no HTTP status codes
+for a refused payment, one rate unit, no balance "after" a top-up that does not show the credit.
+Secrets never reach here unmasked: the policy is re-masked by key name (``format.safe_policy``).
+Condition groups are worded in ``incident_text``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
 
 from topup_guard.config import env_name
-from topup_guard.events import (
-    Condition,
-    ConditionsChanged,
-    Event,
-    Outcome,
-    PollCompleted,
-    PollFailed,
-    Started,
-    Stopped,
-    TopUpFinished,
-)
+from topup_guard.events import Outcome, Started, Stopped, TopUpFinished
 from topup_guard.notify import format as f
-from topup_guard.notify.conditions_text import CONDITION_TEXT
+from topup_guard.notify.note import Note, Paragraph, Scope, Severity
+
+# Error names in an attempt's detail (``"TopUpRefusedError: POST /account/top-up: …"``) in words.
+_MEANING = {
+    "AutoReloadDisabledError": "Vonage refused the payment: auto-reload is not enabled on the "
+    "account (Vonage switches it off after three failed payments)",
+    "TopUpRefusedError": "Vonage refused the payment: charging the stored card or PayPal account "
+    "failed",
+    "AuthenticationError": "Vonage did not accept the guard's API key and secret",
+    "RateLimitedError": "Vonage asked the guard to slow down on every try",
+    "ValidationError": "Vonage rejected the request as invalid (is TOPUP_GUARD_TRX right?)",
+    "ForbiddenError": "Vonage does not allow this account to top up",
+    "NotFoundError": "Vonage does not know this account (VONAGE_API_KEY)",
+    "RequestNotSentError": "the request never reached Vonage (no connection)",
+    "LeaseLostError": "this replica lost the right to spend before sending",
+}
+_NOTHING_CHARGED = {"RateLimitedError", "RequestNotSentError", "LeaseLostError",
+                    "TopUpRefusedError", "AutoReloadDisabledError"}  # fmt: skip
+_ERROR_PREFIX = re.compile(r"^(?:rate limited by Vonage on every try: )?(\w+Error): (.*)$", re.S)
+_CALL = re.compile(r"\b(?:GET|POST|PUT|DELETE|PATCH) /[\w/.-]*: ")
+_STATUS = re.compile(r" ?\(HTTP (\d{3})\)")
 
 
-@dataclass(frozen=True, slots=True)
-class SlackMessage:
-    """One Slack post. ``kind`` is a stable label for logs and metrics (never shown to Slack)."""
-
-    kind: str
-    text: str
-    blocks: list[f.Block]
+def _status_words(match: re.Match[str]) -> str:
+    return " (Vonage server error)" if match.group(1).startswith("5") else ""
 
 
-def _message(kind: str, text: str, blocks: list[f.Block]) -> SlackMessage:
-    return SlackMessage(kind=kind, text=f.cut(text, f.FALLBACK_MAX), blocks=blocks)
+def plain(text: str) -> str:
+    """Text built elsewhere (details, reasons) as people should read it: rates per minute, no
+    method/path of the call, no HTTP status codes."""
+    return f.per_minute_text(_STATUS.sub(_status_words, _CALL.sub("", text))).strip()
 
 
-def render(event: Event) -> SlackMessage | None:
-    """The message for a single event, or None for events that are not announced one by one.
-
-    ``ConditionsChanged`` needs memory (start / repeat / recovered) and is handled by
-    ``conditions.ConditionTracker``; polls are never announced.
-    """
-    if isinstance(event, Started):
-        return started(event)
-    if isinstance(event, Stopped):
-        return stopped(event)
-    if isinstance(event, TopUpFinished):
-        return topup(event)
-    if isinstance(event, PollCompleted | PollFailed | ConditionsChanged):
-        return None
-    return None  # pragma: no cover - Event is a closed union
+def plain_detail(detail: str) -> str:
+    """An attempt's detail in words: ``'TopUpRefusedError: POST …: topup failed (HTTP 401)'`` ->
+    ``'Vonage refused the payment: … (Vonage said "topup failed"). Nothing was charged.'``."""
+    match = _ERROR_PREFIX.match(detail.strip())
+    if match is None:
+        return plain(detail)
+    name, said = match.group(1), plain(match.group(2))
+    out = _MEANING.get(name, "Vonage did not accept the top-up")  # never the class name
+    if said:
+        out += f' (Vonage said "{said}")'
+    return out + (". Nothing was charged." if name in _NOTHING_CHARGED else ".")
 
 
 # --- top-ups -------------------------------------------------------------------------------
 
 
-def topup(event: TopUpFinished, suppressed: int = 0) -> SlackMessage:
+def topup(event: TopUpFinished, scope: Scope, suppressed: int = 0) -> Note:
     """One finished top-up attempt (or a dry-run decision); ``suppressed`` counts dry-run
-    decisions folded into this one by the notifier's rate limit."""
+    decisions folded into this one by the dispatcher's throttle."""
     if event.outcome is Outcome.SUCCEEDED:
-        return _topup_succeeded(event)
+        return _topup_succeeded(event, scope)
     if event.outcome is Outcome.DRY_RUN:
-        return _topup_dry_run(event, suppressed)
-    return _topup_not_done(event)
+        return _topup_dry_run(event, scope, suppressed)
+    return topups_not_done([event], scope)
 
 
-def _forecast_fields(event: TopUpFinished) -> dict[str, str]:
-    return {
-        "Spend rate": f.rate(event.rate),
-        "Exhaustion was forecast": f.exhaustion(event.time_to_exhaustion),
-    }
+def _forecast_fields(event: TopUpFinished) -> tuple[tuple[str, str], ...]:
+    return (
+        ("Spend rate", f.rate(event.rate)),
+        ("Exhaustion was forecast", f.exhaustion(event.time_to_exhaustion)),
+    )
 
 
-def _footer(event: TopUpFinished) -> f.Block:
-    evidence = f" · evidence: {f.escape(event.evidence)}" if event.evidence else ""
+def _footer(event: TopUpFinished) -> tuple[str, ...]:
+    evidence = f" · evidence: {event.evidence}" if event.evidence else ""
     when = f.utc(event.wall)
-    return f.context(
-        f"*Why:* {f.escape(event.reason)}",
+    return (
+        f"Why: {plain(event.reason)}",
         f"attempt #{event.attempt_id} · requests sent: {event.requests}{evidence}"
         + (f" · {when}" if when else ""),
     )
 
 
-def _topup_succeeded(event: TopUpFinished) -> SlackMessage:
+def credit_shows(event: TopUpFinished) -> bool:
+    """Whether ``balance_after`` shows the credit (allowing for spend while it landed): the
+    guard saw the step and the balance stands at least half the credit above where it was."""
+    credited, after = event.credited, event.balance_after
+    if credited is None or after is None or credited <= 0:
+        return False
+    return after >= event.balance_before + credited / 2
+
+
+def _topup_succeeded(event: TopUpFinished, scope: Scope) -> Note:
     amount = event.credited if event.credited is not None else event.expected_amount
     title = f"Topped up {f.eur(amount)}" if amount is not None else "Topped up"
-    fields = {
-        "Amount": f.eur(amount),
-        "Balance before": f.eur(event.balance_before),
-        "Balance after": f.eur(event.balance_after),
-        **_forecast_fields(event),
-    }
-    text = (
-        f"{title}: balance {f.eur(event.balance_before)} -> {f.eur(event.balance_after)}; "
-        f"spend {f.rate(event.rate)}, exhaustion was forecast "
-        f"{f.exhaustion(event.time_to_exhaustion)}. Why: {event.reason}"
+    if credit_shows(event):
+        after = f.eur(event.balance_after)
+        change = f"balance {f.eur(event.balance_before)} -> {after}"
+    else:
+        now = f" ({f.eur(event.balance_after)} now)" if event.balance_after is not None else ""
+        after = f"credit on its way{now}"
+        change = f"balance {f.eur(event.balance_before)}, credit on its way"
+    summary = (
+        f"{title}: {change}; spend {f.rate(event.rate)}, exhaustion was forecast "
+        f"{f.exhaustion(event.time_to_exhaustion)}. Why: {plain(event.reason)}"
     )
-    blocks = [
-        f.header(f"✅ {title}"),
-        f.section(f.escape(event.detail or "The top-up was credited."), fields),
-        _footer(event),
-    ]
-    return _message("topup_succeeded", f.escape(text), blocks)
-
-
-def _topup_not_done(event: TopUpFinished) -> SlackMessage:
-    unconfirmed = event.outcome is Outcome.UNCONFIRMED
-    title = "Top-up unconfirmed" if unconfirmed else "Top-up failed"
-    icon = "⚠️" if unconfirmed else "❌"
-    action = event.action_needed or "Nothing: the guard will retry by itself."
-    fields = {
-        "Expected amount": f.eur(event.expected_amount),
-        "Balance before": f.eur(event.balance_before),
-        "Balance now": f.eur(event.balance_after),
-        **_forecast_fields(event),
-    }
-    text = (
-        f"{title}: {event.detail} What to do now: {action} "
-        f"(balance {f.eur(event.balance_before)}, spend {f.rate(event.rate)}, "
-        f"exhaustion {f.exhaustion(event.time_to_exhaustion)})"
+    return Note(
+        kind="topup_succeeded",
+        severity=Severity.INFO,
+        icon="✅",
+        title=title,
+        summary=summary,
+        scope=scope,
+        paragraphs=(Paragraph(plain(event.detail) or "The top-up was credited."),),
+        fields=(
+            ("Amount", f.eur(amount)),
+            ("Balance before", f.eur(event.balance_before)),
+            ("Balance after", after),
+            *_forecast_fields(event),
+        ),
+        footer=_footer(event),
+        wall=event.wall,
     )
-    blocks = [
-        f.header(f"{icon} {title}"),
-        f.section(f"*What happened:* {f.escape(event.detail)}"),
-        f.section(f"*What to do now:* {f.escape(action)}", fields),
-        _footer(event),
-    ]
-    kind = "topup_unconfirmed" if unconfirmed else "topup_failed"
-    return _message(kind, f.escape(text), blocks)
 
 
-def _topup_dry_run(event: TopUpFinished, suppressed: int) -> SlackMessage:
+def topups_not_done(events: Sequence[TopUpFinished], scope: Scope) -> Note:
+    """Failed or unconfirmed top-ups (several, when they came within one group wait)."""
+    last = events[-1]
+    unconfirmed = any(e.outcome is Outcome.UNCONFIRMED for e in events)
+    noun = "Top-up" if len(events) == 1 else f"{len(events)} top-ups"
+    title = f"{noun} unconfirmed" if unconfirmed else f"{noun} failed"
+    action = last.action_needed or "Nothing: the guard will retry by itself."
+    what = topup_lines(events)
+    summary = (
+        f"{title}: {' '.join(what)} What to do now: {action} "
+        f"(balance {f.eur(last.balance_before)}, spend {f.rate(last.rate)}, "
+        f"exhaustion {f.exhaustion(last.time_to_exhaustion)})"
+    )
+    return Note(
+        kind="topup_unconfirmed" if unconfirmed else "topup_failed",
+        severity=Severity.WARNING if unconfirmed else Severity.ERROR,
+        icon="⚠️" if unconfirmed else "❌",
+        title=title,
+        summary=summary,
+        scope=scope,
+        paragraphs=(
+            Paragraph("\n".join(what), label="What happened"),
+            Paragraph(action, label="What to do now"),
+        ),
+        fields=(
+            ("Expected amount", f.eur(last.expected_amount)),
+            ("Balance before", f.eur(last.balance_before)),
+            ("Balance now", f.eur(last.balance_after)),
+            *_forecast_fields(last),
+        ),
+        footer=_footer(last),
+        wall=last.wall,
+    )
+
+
+def topup_lines(events: Sequence[TopUpFinished]) -> list[str]:
+    """One line per attempt; identical explanations are said once with the attempt numbers."""
+    by_text: dict[str, list[int]] = {}
+    for e in events:
+        by_text.setdefault(plain_detail(e.detail), []).append(e.attempt_id)
+    lines = []
+    for text, ids in by_text.items():
+        which = "#" + ", #".join(str(i) for i in ids)
+        lines.append(f"Attempt{'s' if len(ids) > 1 else ''} {which}: {text}")
+    return lines
+
+
+def _topup_dry_run(event: TopUpFinished, scope: Scope, suppressed: int) -> Note:
     what = f.eur(event.expected_amount) if event.expected_amount is not None else "once"
     title = f"DRY RUN — would have topped up {what}"
-    fields = {"Balance": f.eur(event.balance_before), **_forecast_fields(event)}
     more = (
         f" ({suppressed} more dry-run decision{'s' if suppressed != 1 else ''} since the last"
         " message were not posted.)"
         if suppressed
         else ""
     )
-    text = (
+    summary = (
         f"{title}: balance {f.eur(event.balance_before)}, spend {f.rate(event.rate)}, "
-        f"exhaustion {f.exhaustion(event.time_to_exhaustion)}. Why: {event.reason}. "
+        f"exhaustion {f.exhaustion(event.time_to_exhaustion)}. Why: {plain(event.reason)}. "
         f"No top-up was made (TOPUP_GUARD_DRY_RUN=true).{more}"
     )
-    body = "No top-up was made: the guard runs with `TOPUP_GUARD_DRY_RUN=true`." + f.escape(more)
-    blocks = [f.header(f"🧪 {title}"), f.section(body, fields), _footer(event)]
-    return _message("topup_dry_run", f.escape(text), blocks)
+    return Note(
+        kind="topup_dry_run",
+        severity=Severity.INFO,
+        icon="🧪",
+        title=title,
+        summary=summary,
+        scope=scope,
+        paragraphs=(
+            Paragraph("No top-up was made: the guard runs with TOPUP_GUARD_DRY_RUN=true." + more),
+        ),
+        fields=(("Balance", f.eur(event.balance_before)), *_forecast_fields(event)),
+        footer=_footer(event),
+        wall=event.wall,
+    )
 
 
 # --- lifecycle -----------------------------------------------------------------------------
 
-# The settings worth a glance at start, by field name (shown by their variable names' values).
 _CAPS = ("max_topups_per_hour", "max_topups_per_day", "max_daily_amount")
+# Started.coordination as the engine may report it (a class name) -> words for people.
+_COORDINATION = {
+    "SoleGuard": "single replica (SQLite ledger)",
+    "RedisLease": "shared lease (Redis)",
+}
+
+
+def coordination_words(value: str) -> str:
+    if value in _COORDINATION:
+        return _COORDINATION[value]
+    if re.fullmatch(r"[A-Z]\w*", value):  # another class name: never shown as such
+        return "shared lease (Redis)" if "redis" in value.lower() else "single replica"
+    return value
 
 
 def _get(policy: Mapping[str, str], field: str) -> str:
     return policy.get(env_name(field), "?")
-
-
-def started(event: Started) -> SlackMessage:
-    policy = f.safe_policy(event.policy)
-    amount = _get(policy, "topup_amount")
-    fields = {
-        "Floor": f.eur_text(_get(policy, "min_balance")),
-        "Top-up amount": "learnt from top-ups" if amount == "(unset)" else f.eur_text(amount),
-        "Caps": (
-            f"{_get(policy, _CAPS[0])}/hour, {_get(policy, _CAPS[1])}/day, "
-            f"{f.eur_text(_get(policy, _CAPS[2]))}/day"
-        ),
-        "Breaker": (
-            f"opens after {_get(policy, 'breaker_threshold')} failed or unconfirmed top-ups "
-            "in a row, "
-            f"cooldown {_seconds(_get(policy, 'breaker_cooldown'))}"
-        ),
-        "Polling": (
-            f"every {_seconds(_get(policy, 'poll_min'))} to "
-            f"{_seconds(_get(policy, 'poll_interval'))}"
-        ),
-        "Warning horizon": _seconds(_get(policy, "horizon")),
-        "Dry run": "YES — no top-up will be made" if event.dry_run else "no",
-        "Coordination": event.coordination,
-    }
-    mode = " (DRY RUN)" if event.dry_run else ""
-    text = (
-        f"topup-guard started{mode}: floor {fields['Floor']}, caps {fields['Caps']}, "
-        f"dry run {'yes' if event.dry_run else 'no'}, coordination {event.coordination}"
-    )
-    listing = "\n".join(f"{k}={v}" for k, v in sorted(policy.items()))
-    blocks = [
-        f.header(f"▶️ topup-guard started{mode}"),
-        f.section("The guard is watching the balance with this policy:", fields),
-        f.section(f.cut("*All settings*\n```" + f.escape(listing), f.SECTION_TEXT_MAX - 3) + "```"),
-    ]
-    return _message("started", f.escape(text), blocks)
 
 
 def _seconds(value: str) -> str:
@@ -209,53 +239,64 @@ def _seconds(value: str) -> str:
         return value
 
 
-def stopped(event: Stopped) -> SlackMessage:
-    text = f"topup-guard stopped: {event.reason}. The balance is no longer watched."
-    blocks = [
-        f.header("⏹️ topup-guard stopped"),
-        f.section(
-            f"*Reason:* {f.escape(event.reason)}\nThe balance is no longer watched; Vonage's own "
-            "auto-reload (if enabled) is the only safety net until the guard runs again."
+def started(event: Started, scope: Scope) -> Note:
+    policy = f.safe_policy(event.policy)
+    amount = _get(policy, "topup_amount")
+    coordination = coordination_words(event.coordination)
+    fields = (
+        ("Floor", f.eur_text(_get(policy, "min_balance"))),
+        ("Top-up amount", "learnt from top-ups" if amount == "(unset)" else f.eur_text(amount)),
+        (
+            "Caps",
+            f"{_get(policy, _CAPS[0])}/hour, {_get(policy, _CAPS[1])}/day, "
+            f"{f.eur_text(_get(policy, _CAPS[2]))}/day",
         ),
-    ]
-    return _message("stopped", f.escape(text), blocks)
+        (
+            "Breaker",
+            f"opens after {_get(policy, 'breaker_threshold')} failed or unconfirmed top-ups "
+            f"in a row, cooldown {_seconds(_get(policy, 'breaker_cooldown'))}",
+        ),
+        (
+            "Polling",
+            f"every {_seconds(_get(policy, 'poll_min'))} to "
+            f"{_seconds(_get(policy, 'poll_interval'))}",
+        ),
+        ("Warning horizon", _seconds(_get(policy, "horizon"))),
+        ("Dry run", "YES — no top-up will be made" if event.dry_run else "no"),
+        ("Coordination", coordination),
+    )
+    mode = " (DRY RUN)" if event.dry_run else ""
+    shown = dict(fields)
+    summary = (
+        f"topup-guard started{mode}: floor {shown['Floor']}, caps {shown['Caps']}, "
+        f"dry run {'yes' if event.dry_run else 'no'}, coordination {coordination}"
+    )
+    return Note(
+        kind="started",
+        severity=Severity.INFO,
+        icon="▶️",
+        title=f"topup-guard started{mode}",
+        summary=summary,
+        scope=scope,
+        paragraphs=(Paragraph("The guard is watching the balance with this policy:"),),
+        fields=fields,
+        listing="\n".join(f"{k}={v}" for k, v in sorted(policy.items())),
+    )
 
 
-# --- conditions ----------------------------------------------------------------------------
-
-
-def condition_started(condition: Condition, detail: str, wall: float = 0.0) -> SlackMessage:
-    info = CONDITION_TEXT[condition]
-    text = f"{info.title}: {detail} What to do: {info.action}"
-    blocks = [
-        f.header(f"{info.icon} {info.title}"),
-        f.section(f"{f.escape(detail)}\n\n*What to do:* {f.escape(info.action)}"),
-        f.context(f"condition `{condition.value}` started", f.utc(wall)),
-    ]
-    return _message(f"condition_{condition.value}", f.escape(text), blocks)
-
-
-def condition_repeated(
-    condition: Condition, detail: str, lasted: float, wall: float = 0.0
-) -> SlackMessage:
-    info = CONDITION_TEXT[condition]
-    since = f.duration(lasted)
-    text = f"Still: {info.title} (for {since}): {detail} What to do: {info.action}"
-    blocks = [
-        f.header(f"🔁 Still: {info.title}"),
-        f.section(f"{f.escape(detail)}\n\n*What to do:* {f.escape(info.action)}"),
-        f.context(f"condition `{condition.value}` active for {since}", f.utc(wall)),
-    ]
-    return _message(f"condition_{condition.value}_repeat", f.escape(text), blocks)
-
-
-def condition_recovered(condition: Condition, lasted: float, wall: float = 0.0) -> SlackMessage:
-    info = CONDITION_TEXT[condition]
-    since = f.duration(lasted)
-    text = f'Recovered: {info.recovered} ("{info.title}" lasted {since})'
-    blocks = [
-        f.header(f"🟢 Recovered: {info.title}"),
-        f.section(f"{f.escape(info.recovered)} The condition lasted {since}."),
-        f.context(f"condition `{condition.value}` ended", f.utc(wall)),
-    ]
-    return _message(f"condition_{condition.value}_recovered", f.escape(text), blocks)
+def stopped(event: Stopped, scope: Scope) -> Note:
+    return Note(
+        kind="stopped",
+        severity=Severity.INFO,
+        icon="⏹️",
+        title="topup-guard stopped",
+        summary=f"topup-guard stopped: {event.reason}. The balance is no longer watched.",
+        scope=scope,
+        paragraphs=(
+            Paragraph(event.reason, label="Reason"),
+            Paragraph(
+                "The balance is no longer watched; Vonage's own auto-reload (if enabled) is the "
+                "only safety net until the guard runs again."
+            ),
+        ),
+    )

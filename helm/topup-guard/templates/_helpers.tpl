@@ -89,8 +89,9 @@ every template that renders a workload or its configuration, and by the sidecar 
 {{- if and .Values.redis.urlInExistingSecret (not .Values.existingSecret) -}}
 {{- fail "topup-guard: redis.urlInExistingSecret=true needs existingSecret" -}}
 {{- end -}}
-{{- if and .Values.existingSecret (or .Values.vonage.apiKey .Values.vonage.apiSecret .Values.vonage.trx .Values.slack.token .Values.slack.webhookUrl .Values.redis.url) -}}
-{{- fail "topup-guard: existingSecret is set, so leave vonage.apiKey, vonage.apiSecret, vonage.trx, slack.token, slack.webhookUrl and redis.url empty (put them in that Secret)" -}}
+{{- $n := .Values.notifications -}}
+{{- if and .Values.existingSecret (or .Values.vonage.apiKey .Values.vonage.apiSecret .Values.vonage.trx .Values.slack.token .Values.slack.webhookUrl .Values.redis.url $n.webhook.url $n.webhook.secret $n.pagerduty.routingKey) -}}
+{{- fail "topup-guard: existingSecret is set, so leave vonage.apiKey, vonage.apiSecret, vonage.trx, slack.token, slack.webhookUrl, redis.url, notifications.webhook.url, notifications.webhook.secret and notifications.pagerduty.routingKey empty (put them in that Secret)" -}}
 {{- end -}}
 {{- if and .Values.slack.token (not .Values.slack.channel) -}}
 {{- fail "topup-guard: slack.token needs slack.channel" -}}
@@ -166,10 +167,16 @@ restartPolicy: Always for initContainers), "readiness" (add the /readyz probe).
         name: {{ include "topup-guard.configMapName" $ctx }}
     - secretRef:
         name: {{ include "topup-guard.secretName" $ctx }}
-  {{- with $v.extraEnv }}
   env:
+    # The environment label of every notification (TOPUP_GUARD_ENVIRONMENT overrides it); the
+    # service-account token, which would also carry the namespace, is not mounted.
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    {{- with $v.extraEnv }}
     {{- toYaml . | nindent 4 }}
-  {{- end }}
+    {{- end }}
   livenessProbe:
     httpGet:
       path: /livez

@@ -1,17 +1,18 @@
 """The two ways to post to Slack (incoming webhook, Web API bot token), behind one ``post()``.
 
 Retries of Slack 429 (honouring Retry-After) and of connection errors are slack-sdk's own async
-retry handlers; the notifier bounds the total time per message on top. Failures are raised as
+retry handlers; the dispatcher bounds the total time per message on top. Failures are raised as
 ``SlackSendError`` whose text holds only the HTTP status and Slack's error code, never the
-webhook URL or the token. slack-sdk logs full URLs (a webhook URL *is* a credential) at DEBUG/INFO
-whenever its logger's own level is unset, so its clients get a private logger fixed at WARNING.
+webhook URL or the token. Imported only when Slack is configured (slack_sdk costs ~5 MB).
+slack-sdk logs full URLs (a webhook URL *is* a credential) at DEBUG/INFO whenever its logger's
+own level is unset, so its clients get a private logger fixed at WARNING.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
@@ -22,7 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from topup_guard.notify.messages import SlackMessage
+from topup_guard.errors import NotificationError
 
 SLACK_API_URL = "https://slack.com/api/"
 
@@ -30,12 +31,12 @@ _sdk_logger = logging.getLogger("topup_guard.notify.sdk")
 _sdk_logger.setLevel(logging.WARNING)  # keeps slack-sdk's URL-bearing debug/info lines off
 
 
-class SlackSendError(Exception):
+class SlackSendError(NotificationError):
     """Slack did not take the message. The text is safe to log (no URL, no token)."""
 
 
 class Transport(Protocol):
-    async def post(self, message: SlackMessage) -> None:
+    async def post(self, text: str, blocks: list[dict[str, Any]]) -> None:
         """Post one message or raise (SlackSendError, or a connection error)."""
 
 
@@ -61,8 +62,8 @@ class WebhookTransport:
             retry_handlers=_retry_handlers(rate_limit_retries),
         )
 
-    async def post(self, message: SlackMessage) -> None:
-        response = await self._client.send(text=message.text, blocks=message.blocks)
+    async def post(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        response = await self._client.send(text=text, blocks=blocks)
         if response.status_code != 200:
             # Webhook errors are short codes such as "invalid_payload" or "no_service".
             body = (response.body or "").strip()[:80]
@@ -90,11 +91,9 @@ class WebApiTransport:
             retry_handlers=_retry_handlers(rate_limit_retries),
         )
 
-    async def post(self, message: SlackMessage) -> None:
+    async def post(self, text: str, blocks: list[dict[str, Any]]) -> None:
         try:
-            await self._client.chat_postMessage(
-                channel=self._channel, text=message.text, blocks=message.blocks
-            )
+            await self._client.chat_postMessage(channel=self._channel, text=text, blocks=blocks)
         except SlackApiError as exc:
             status = getattr(exc.response, "status_code", None)
             try:
