@@ -9,8 +9,9 @@ whatever header their HTTP library sets): ``{`` is JSON, ``<`` is XML, anything 
 ``application/x-www-form-urlencoded``.
 
 Rules that keep a hostile body from changing anything:
-- a balance is a plain decimal string or JSON number (``12.34``, up to 12 decimals), finite, in
-  [-1e6, 1e9]; exponents, ``NaN``, ``Infinity``, booleans and empty strings are refused;
+- a balance is a plain decimal string (``"12.34"``, up to 12 decimals) or a JSON number, finite,
+  in [-1e6, 1e9]; exponents in strings, ``NaN``, ``Infinity``, booleans and empty strings are
+  refused;
 - ``at`` is finite unix seconds, at most ``MAX_AGE_S`` old and ``MAX_SKEW_S`` in the future;
 - XML with a DTD (``<!DOCTYPE`` / ``<!ENTITY``) is refused before parsing, so no entity expansion;
 - at most ``MAX_MESSAGES`` entries per SMS answer; one reading per answer (all parts of a
@@ -83,6 +84,10 @@ def parse_balance_value(value: object, field: str = "balance") -> Decimal:
     """A balance from a JSON string/number or form text; BadSignal("bad_balance") otherwise."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         raise BadSignal("bad_balance", f'{field}: want a decimal string such as "12.34"')
+    if isinstance(value, Decimal):  # a JSON number: 0.00000001 arrives as Decimal("1E-8")
+        if not value.is_finite():
+            raise BadSignal("bad_balance", f"{field}: not a finite number")
+        value = format(value, "f")
     text = str(value).strip()
     if not _PLAIN_DECIMAL.fullmatch(text):
         raise BadSignal("bad_balance", f"{field}: not a plain decimal number (like 12.34)")
