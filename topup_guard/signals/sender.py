@@ -2,9 +2,10 @@
 
 A call puts one small request on a bounded in-memory queue and returns (microseconds); one
 daemon thread posts it with ``urllib`` and a 100 ms timeout per socket operation. When the guard
-is down, slow or gone, requests fail or are dropped (and counted in ``stats()``); the sender
-never notices. The thread is started on first use, and again in a forked child (gunicorn and
-friends fork after import, and threads do not survive a fork).
+is down, slow or gone, requests fail or are dropped (and counted in ``stats()``), and after a
+failure the thread pauses forwarding for a second; the sender never notices. The thread is
+started on first use, and again in a forked child (gunicorn and friends fork after import, and
+threads do not survive a fork).
 
 Defaults come from the environment so a sender needs no code changes across deployments:
 ``TOPUP_GUARD_SIGNAL_URL`` (default ``http://127.0.0.1:8081``) and ``TOPUP_GUARD_SIGNAL_TOKEN``.
@@ -19,6 +20,7 @@ import os
 import queue
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +31,9 @@ from urllib.parse import urlencode
 DEFAULT_URL = "http://127.0.0.1:8081"
 TIMEOUT_S = 0.1
 QUEUE_SIZE = 1000
+PAUSE_AFTER_FAILURE_S = 1.0
+"""After a timeout, refusal, 429 or 5xx, signals are dropped (counted) for this long: a guard that
+is down costs one timeout a second, and the queue never backs up behind it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class _Forwarder:
         self.sent = self.failed = self.dropped = 0
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
         self._thread: threading.Thread | None = None
+        self._down_until = 0.0
 
     def submit(self, request: urllib.request.Request) -> None:
         self._ensure_thread()
@@ -83,11 +89,19 @@ class _Forwarder:
         while True:
             request = self._queue.get()
             try:
+                if time.monotonic() < self._down_until:
+                    self.dropped += 1  # the guard just failed us: do not queue up timeouts
+                    continue
                 with self._opener.open(request, timeout=TIMEOUT_S) as answer:
                     answer.read(1024)
                 self.sent += 1
-            except Exception:  # HTTPError (4xx/5xx), URLError, timeouts: counted, never raised
+            except urllib.error.HTTPError as exc:  # it answered: a bad body (400) costs nothing
                 self.failed += 1
+                if exc.code == 429 or exc.code >= 500:
+                    self._down_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
+            except Exception:  # refused, timed out, reset: counted, never raised
+                self.failed += 1
+                self._down_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
             finally:
                 self._queue.task_done()
 
