@@ -172,11 +172,13 @@ class SignalServer:
                 at = parse_at(query_at, now) if query_at is not None else None
             except BadSignal as exc:
                 return self._reject(exc.reason, str(exc), 400)
-            signal = Signal(
-                tuple(SignalReading(t or at or now, b, trusted) for t, b in parsed.readings),
-                parsed.refusals,
-                parsed.successes,
+            # The body's own time first, then ?at=, then arrival.
+            default = at if at is not None else now
+            readings = tuple(
+                SignalReading(t if t is not None else default, b, trusted)
+                for t, b in parsed.readings
             )
+            signal = Signal(readings, parsed.refusals, parsed.successes)
             try:
                 self._queue.put_nowait(signal)
             except asyncio.QueueFull:
