@@ -28,6 +28,8 @@ from topup_guard.logs import LogSink, register_secret, setup_logging
 from topup_guard.memory_file import MemoryFile
 from topup_guard.notify import Dispatcher
 from topup_guard.notify.build import build_dispatcher
+from topup_guard.signals.inbox import SignalInbox
+from topup_guard.signals.server import SignalServer
 from topup_guard.status import GuardStatus
 from topup_guard.telemetry import Telemetry, setup_telemetry
 from topup_guard.topup import AccountAPI, SafeTopUp
@@ -55,6 +57,7 @@ class Guard:
     health: HealthServer | None
     status: GuardStatus
     sinks: Fanout = field(default_factory=Fanout)
+    signal: SignalServer | None = None
 
     async def start(self) -> None:
         await self.coordinator.start()
@@ -72,10 +75,25 @@ class Guard:
                         "TOPUP_GUARD_HEALTH_PORT=8080)"
                     ]
                 ) from None
+        if self.signal is not None:
+            try:
+                await self.signal.start()
+            except OSError as exc:  # as for the health port: a setting to fix, exit 2
+                where = f"{self.signal.host}:{self.signal.port}"
+                why = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+                raise ConfigError(
+                    [
+                        f"TOPUP_GUARD_SIGNAL_PORT: cannot listen on {where} ({why}); choose a "
+                        "free port, or 0 to turn the signal endpoint off (for example "
+                        "TOPUP_GUARD_SIGNAL_PORT=8081)"
+                    ]
+                ) from None
 
     async def stop(self) -> None:
         # Telemetry last, so the stop itself is recorded; each step bounded so exit never hangs.
         steps = [self.coordinator.stop(), self.notifier.stop(timeout=SHUTDOWN_STEP_TIMEOUT)]
+        if self.signal is not None:
+            steps.append(self.signal.stop())
         if self.health is not None:
             steps.append(self.health.stop())
         steps += [self.client.close(), self.ledger.close(), self.telemetry.aclose()]
@@ -119,12 +137,30 @@ def build_safe_topup(
     )
 
 
+def build_signal_server(
+    settings: Settings, inbox: SignalInbox, telemetry: Telemetry
+) -> SignalServer | None:
+    """The ``/v1/signals/*`` server feeding ``inbox``; None when TOPUP_GUARD_SIGNAL_PORT=0."""
+    if not settings.signal_port:
+        return None
+    token = settings.signal_token
+    return SignalServer(
+        inbox,
+        host=settings.signal_host,
+        port=settings.signal_port,
+        token=token.get_secret_value() if token is not None else None,
+        instruments=telemetry.signals,
+    )
+
+
 def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
     settings.require("api_key", "api_secret", "trx")
     for name in SECRET_FIELDS:
         value = getattr(settings, name)
         if value is not None:
             register_secret(value.get_secret_value())
+    if settings.signal_token is not None:
+        register_secret(settings.signal_token.get_secret_value())
     clock = clock or SystemClock()
     telemetry = setup_telemetry()
     coordinator, ledger = build_coordinator(settings)
@@ -146,6 +182,7 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
     sinks = Fanout([LogSink(), telemetry.sink, notifier])
     tracer = telemetry.tracer if hasattr(telemetry, "tracer") else trace.get_tracer("topup_guard")
     safe = build_safe_topup(settings, client, coordinator, ledger, clock, tracer)
+    inbox = SignalInbox()  # what senders report; the engine drains it (issue 12)
     engine = Engine(
         api=client,
         ledger=ledger,
@@ -170,8 +207,9 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
             metrics=telemetry.render_prometheus,
         )
     return Guard(
-        settings, engine, client, ledger, coordinator, telemetry, notifier, health, status, sinks
-    )
+        settings, engine, client, ledger, coordinator, telemetry, notifier, health, status, sinks,
+        signal=build_signal_server(settings, inbox, telemetry),
+    )  # fmt: skip
 
 
 async def run_guard(settings: Settings, *, stop: asyncio.Event | None = None) -> int:

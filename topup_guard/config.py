@@ -10,6 +10,7 @@ generated from them (``python -m topup_guard.docs``) and a test keeps the two in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from decimal import Decimal
@@ -30,6 +31,17 @@ _SPECIAL_NAMES = {"api_key": "VONAGE_API_KEY", "api_secret": "VONAGE_API_SECRET"
 DEMO_API_KEY = "demo1234"
 DEMO_API_SECRET = "DemoSecret1"  # noqa: S105 - documented simulator default, not a real secret
 DEMO_TRX = "8ef2447e69604f642ae59363aa5f781b"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1); False for the
+    wildcard ``0.0.0.0`` / ``::``, an empty host and every other name or address."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def env_name(field: str) -> str:
@@ -72,6 +84,9 @@ class Settings(BaseSettings):
     """Longest time in seconds between two balance polls, used while healthy. Default 60."""
     poll_min: float = Field(5.0, ge=0.5, examples=["5"])
     """Shortest time in seconds between two balance polls, used as exhaustion nears. Default 5."""
+    poll_interval_with_signal: float | None = Field(None, ge=0.5, examples=["300"])
+    """Longest seconds between two balance polls while sender signals are flowing. Default unset
+    (`TOPUP_GUARD_POLL_INTERVAL`)."""
     topup_amount: Decimal | None = Field(None, gt=0, examples=["50"])
     """EUR one top-up adds (the auto-reload amount). Default unset: learnt from confirmed
     top-ups; until then the guard tops up once at a time."""
@@ -122,6 +137,16 @@ class Settings(BaseSettings):
     Default unset (SQLite ledger; only one replica may run). Secret (may hold a password)."""
     lease_ttl: float = Field(15.0, ge=1, examples=["15"])
     """Seconds a spending lease lasts unless renewed (renewed every third of it). Default 15."""
+
+    # --- The sender's own signal (see README "The sender's own signal") -----------------
+    signal_host: str = Field("127.0.0.1", examples=["127.0.0.1"])
+    """Address of the sender's signal endpoint (`/v1/signals/*`). Any address that is not loopback
+    needs `TOPUP_GUARD_SIGNAL_TOKEN`. Default 127.0.0.1 (a sidecar shares the pod's loopback)."""
+    signal_port: int = Field(8081, ge=0, le=65535, examples=["8081"])
+    """Port of the sender's signal endpoint; 0 turns it off. Default 8081."""
+    signal_token: SecretStr | None = Field(None, examples=["k7Vq2xN9pLr4Tz8w"])
+    """Bearer token senders must present (`Authorization: Bearer …`) to post signals. Secret.
+    Default unset (only allowed while the signal endpoint listens on loopback)."""
 
     # --- Notifications and operations -----------------------------------------------------
     slack_webhook_url: SecretStr | None = Field(
@@ -190,6 +215,16 @@ class Settings(BaseSettings):
             raise ValueError("must not carry credentials or a query string")
         return value.rstrip("/")
 
+    @field_validator("signal_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -201,6 +236,14 @@ class Settings(BaseSettings):
             raise ValueError("rate_window_short: must not exceed TOPUP_GUARD_RATE_WINDOW_LONG")
         if self.poll_min > self.poll_interval:
             raise ValueError("poll_min: must not exceed TOPUP_GUARD_POLL_INTERVAL")
+        if self.signal_port and self.signal_token is None and not is_loopback(self.signal_host):
+            raise ValueError(
+                "signal_token: required when TOPUP_GUARD_SIGNAL_HOST is not a loopback address "
+                "(anyone who can reach the port could post balances)"
+            )
+        wait = self.poll_interval_with_signal
+        if wait is not None and wait < self.poll_min:
+            raise ValueError("poll_interval_with_signal: must not be below TOPUP_GUARD_POLL_MIN")
         if self.slack_token is not None and not self.slack_channel:
             raise ValueError("slack_channel: required when TOPUP_GUARD_SLACK_TOKEN is set")
         return self

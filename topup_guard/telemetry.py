@@ -42,6 +42,7 @@ from topup_guard import promtext, redact
 from topup_guard.events import Event, EventSink
 from topup_guard.metrics import Instruments
 from topup_guard.otelenv import OtelEnv, SignalExport, parse_otel_env
+from topup_guard.signals.metrics import SignalInstruments
 
 log = logging.getLogger("topup_guard.telemetry")
 TRACER_NAME = "topup_guard"
@@ -182,6 +183,7 @@ class Telemetry:
         )
         meter = (meter_provider or NoOpMeterProvider()).get_meter(TRACER_NAME)
         self.instruments = Instruments(meter)
+        self.signals = SignalInstruments(meter)  # the sender signal server's (signals/)
         self.sink: EventSink = _MetricsSink(self.instruments)
 
     @property

@@ -324,6 +324,8 @@ EVERYTHING = [
     "notifications.webhook.url=https://ops.example.com/hook",
     "notifications.webhook.secret=hmac-key",
     "notifications.pagerduty.routingKey=R0KEY",
+    "policy.pollIntervalWithSignal=300",
+    "signal.token=signal-token-0123456789",
 ]
 
 
@@ -367,6 +369,47 @@ def test_chart_defaults_match_the_application_defaults() -> None:
             continue
         assert getattr(settings, field) == getattr(defaults, field), field
     assert str(settings.state_path) == "/var/lib/topup-guard/ledger.db"
+
+
+# --- the sender's signal endpoint -------------------------------------------------------------
+
+SIGNAL_TOKEN = "signal-token-0123456789"
+
+
+def test_the_signal_endpoint_stays_on_loopback_unpublished_by_default() -> None:
+    docs = render(sets=CREDENTIALS)
+    env = environment(docs)
+    assert (env["TOPUP_GUARD_SIGNAL_HOST"], env["TOPUP_GUARD_SIGNAL_PORT"]) == ("127.0.0.1", "8081")
+    assert [p["name"] for p in container(docs)["ports"]] == ["tg-health"]
+    assert [p["name"] for p in one(docs, "Service")["spec"]["ports"]] == ["health"]
+
+
+def test_an_open_standalone_signal_endpoint_is_published_with_its_token() -> None:
+    sets = [*CREDENTIALS, "signal.host=0.0.0.0", f"signal.token={SIGNAL_TOKEN}"]
+    docs = render(sets=sets)
+    settings = load_settings(environment(docs))
+    assert settings.signal_host == "0.0.0.0"
+    assert settings.secret("signal_token") == SIGNAL_TOKEN
+    assert {"name": "tg-signal", "containerPort": 8081, "protocol": "TCP"} in container(docs)[
+        "ports"
+    ]
+    ports = {p["name"]: p for p in one(docs, "Service")["spec"]["ports"]}
+    assert ports["signal"]["targetPort"] == "tg-signal"
+
+
+def test_a_token_in_the_existing_secret_counts_as_a_token() -> None:
+    sets = ["existingSecret=creds", "signal.host=0.0.0.0", "signal.tokenInExistingSecret=true"]
+    assert "tg-signal" in render_text(sets=sets)
+
+
+def test_the_sidecar_signal_endpoint_is_loopback_whatever_the_values_say(
+    parent_chart: Path,
+) -> None:
+    sets = ["topup-guard.signal.host=0.0.0.0", f"topup-guard.signal.token={SIGNAL_TOKEN}"]
+    pod = one(render(parent_chart, sets=sets), "Deployment")["spec"]["template"]["spec"]
+    (guard,) = pod["initContainers"]
+    assert {"name": "TOPUP_GUARD_SIGNAL_HOST", "value": "127.0.0.1"} in guard["env"]
+    assert [p["name"] for p in guard["ports"]] == ["tg-health"]
 
 
 # --- sidecar ----------------------------------------------------------------------------------

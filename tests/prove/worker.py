@@ -40,6 +40,7 @@ def worker_env(sim_url: str, state: Path, **extra: str) -> dict[str, str]:
         "TOPUP_GUARD_HTTP_TIMEOUT": "10",
         "TOPUP_GUARD_TOPUP_AMOUNT": "50",
         "TOPUP_GUARD_HEALTH_PORT": "0",
+        "TOPUP_GUARD_SIGNAL_PORT": "0",
         "TOPUP_GUARD_LOG_FORMAT": "json",
         "OTEL_SDK_DISABLED": "true",
     }

@@ -89,6 +89,7 @@ def guard_env(sim_url: str, redis_url: str, health_port: int, state: Path) -> di
         TOPUP_GUARD_MAX_DAILY_AMOUNT="100000",
         TOPUP_GUARD_HEALTH_HOST="127.0.0.1",
         TOPUP_GUARD_HEALTH_PORT=str(health_port),
+        TOPUP_GUARD_SIGNAL_PORT="0",  # three guards on one host: no shared signal port
         TOPUP_GUARD_LOG_FORMAT="json",
         OTEL_SDK_DISABLED="true",
     )

@@ -63,6 +63,7 @@ def guard_env(
         TOPUP_GUARD_HTTP_TIMEOUT="5",
         TOPUP_GUARD_HEALTH_HOST="127.0.0.1",
         TOPUP_GUARD_HEALTH_PORT=str(health_port),
+        TOPUP_GUARD_SIGNAL_PORT="0",  # off unless a test asks: parallel runs must not share 8081
         TOPUP_GUARD_LOG_FORMAT="json",
         OTEL_SDK_DISABLED="true",
         PYTHONUNBUFFERED="1",

@@ -1,12 +1,13 @@
 """No secret leaks — proven by looking at every byte that leaves the guard.
 
 Distinctive canary values stand in for the API secret, the trx, the Slack bot token, the Slack
-webhook path and an OTLP collector header. The real ``run`` process goes through polls, a failing
-poll, a successful, a FAILED and an UNCONFIRMED top-up with Slack, OTLP export, the health server
-and DEBUG logs on; the CLI's ``config``, ``config --json`` and ``check`` and a bad-config run
-follow; what a process cannot show (the Slack Web API path, exception texts, ``repr``) is
-exercised in-process. Every surface is then searched for each canary in each encoding it could
-take (raw, percent-encoded, the Basic credential in base64).
+webhook path, an OTLP collector header and the signal endpoint's token. The real ``run`` process
+goes through accepted and refused signals, polls, a failing poll, a successful, a FAILED and an
+UNCONFIRMED top-up with Slack, OTLP export, the health server and DEBUG logs on; the CLI's
+``config``, ``config --json`` and ``check`` and a bad-config run follow; what a process cannot
+show (the Slack Web API path, exception texts, ``repr``) is exercised in-process. Every surface
+is then searched for each canary in each encoding it could take (raw, percent-encoded, the Basic
+credential in base64).
 
 A canary is allowed only where it is the credential itself: in the ``Authorization`` header to
 Vonage and Slack, in the webhook URL's path, and in the collector's request headers. Those are
@@ -23,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import aiohttp
 import pytest
 
 from tests.conftest import QUIET_SCENARIO
@@ -50,6 +52,7 @@ OTLP_KEY = "OtlpCanary77"
 HOOK_TOKEN = "WebhookTok3nCanary"  # a token in the generic webhook's URL
 HMAC_KEY = "HmacKeyCanary55"
 ROUTING_KEY = "R0RoutingKeyCanary0123456789ABC"
+SIGNAL_TOKEN = "SignalCanary0123456789"
 
 CANARIES = {
     "api secret": API_SECRET,
@@ -60,6 +63,7 @@ CANARIES = {
     "webhook url token": HOOK_TOKEN,
     "webhook hmac key": HMAC_KEY,
     "pagerduty routing key": ROUTING_KEY,
+    "signal token": SIGNAL_TOKEN,
     "basic credential": base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode(),
 }
 
@@ -137,6 +141,23 @@ def canary_env(sim: RunningSimulator, tmp_path: Path, **extra: str) -> dict[str,
     )
 
 
+async def _post_signals(port: int) -> list[int]:
+    url = f"http://127.0.0.1:{port}/v1/signals/sms"
+    answer = {"messages": [{"status": "0", "remaining-balance": "5.00000000"}]}
+    attempts: list[tuple[str, object]] = [
+        (f"Bearer {SIGNAL_TOKEN}", answer),
+        (f"Bearer {SIGNAL_TOKEN}x", answer),
+        (f"Bearer {SIGNAL_TOKEN}", {"messages": SIGNAL_TOKEN}),
+    ]
+    statuses = []
+    async with aiohttp.ClientSession() as http:
+        for header, body in attempts:
+            async with http.post(url, json=body, headers={"Authorization": header}) as got:
+                statuses.append(got.status)
+                assert SIGNAL_TOKEN not in await got.text()
+    return statuses
+
+
 async def _count(guard: GuardProcess, event: str, n: int, timeout: float = 10.0) -> None:
     await until(lambda: len(guard.events(event)) >= n, timeout=timeout)
 
@@ -148,13 +169,15 @@ async def test_the_worker_leaks_no_secret_through_any_output(
     collector: Receiver,
     tmp_path: Path,
 ) -> None:
-    sim, port = canary_sim, free_port()
+    sim, port, signal_port = canary_sim, free_port(), free_port()
     webhook, pagerduty = receivers
     otel = otel_env(collector) | {"OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={OTLP_KEY}"}
     env = canary_env(
         sim,
         tmp_path,
         TOPUP_GUARD_HEALTH_PORT=str(port),
+        TOPUP_GUARD_SIGNAL_PORT=str(signal_port),
+        TOPUP_GUARD_SIGNAL_TOKEN=SIGNAL_TOKEN,
         TOPUP_GUARD_SLACK_WEBHOOK_URL=hook.webhook_url,
         TOPUP_GUARD_WEBHOOK_URL=f"{webhook.url}?token={HOOK_TOKEN}",
         TOPUP_GUARD_WEBHOOK_SECRET=HMAC_KEY,
@@ -168,6 +191,9 @@ async def test_the_worker_leaks_no_secret_through_any_output(
     http: dict[str, str | bytes] = {}
     try:
         await guard.event("guard_started")
+        # 0. signals: accepted, a near-miss token, a rejected body that quotes the token
+        signals = await _post_signals(signal_port)
+        assert signals == [202, 401, 400], signals
         # 1. a successful top-up
         await sim_post(sim, "/_sim/control", {"balance": "5", "spend_rate": "0.01"})
         await _count(guard, "topup_succeeded", 1)
@@ -210,6 +236,8 @@ async def test_the_worker_leaks_no_secret_through_any_output(
     assert collector.headers[0]["x-api-key"] == OTLP_KEY  # the credential went where it belongs
     records = guard.records()
     assert any(r["level"] == "debug" for r in records), "DEBUG lines were searched too"
+    rejected = {r["reason"] for r in guard.events("signal_rejected")}
+    assert rejected == {"unauthorized", "wrong_shape"}, "signal rejects were logged and searched"
     calls = (await sim_state(sim))["calls"]
     assert calls["get-balance"]["502"] == 1, "a failed read (retried) was part of the run"
 
@@ -223,6 +251,7 @@ async def test_cli_commands_and_a_bad_config_leak_no_secret(
         TOPUP_GUARD_SLACK_TOKEN=SLACK_TOKEN,
         TOPUP_GUARD_SLACK_CHANNEL="#ops",
         TOPUP_GUARD_SLACK_WEBHOOK_URL=f"https://hooks.slack.com{HOOK_PATH}",
+        TOPUP_GUARD_SIGNAL_TOKEN=SIGNAL_TOKEN,
     )
     bad = env | {
         "TOPUP_GUARD_POLL_MIN": API_SECRET,  # a secret pasted into the wrong variable

@@ -19,9 +19,11 @@ import pytest
 import trustme
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import AuthenticationError, ForbiddenError
+from vonage_sms import SmsError, SmsMessage
 
 from tests.conftest import DEMO_CREDENTIALS, QUIET_SCENARIO
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
+from topup_guard.signals.parse import parse_sms
 from topup_guard.sim import RunningSimulator, start_simulator
 
 
@@ -120,3 +122,27 @@ def test_sdk_form_posts_still_work_after_a_json_call(tls_sim: RunningSimulator) 
     account = client(tls_sim).account
     account.create_secret("Rotated123")
     assert account.top_up(DEMO_TRX).error_code == "200"
+
+
+# --- the SMS API, and the raw answer the README tells senders to forward -----------------------
+def test_sdk_sends_an_sms_and_reads_the_remaining_balance(tls_sim: RunningSimulator) -> None:
+    sdk = client(tls_sim)
+    response = sdk.sms.send(SmsMessage(to="447700900000", from_="AcmeInc", text="Hello"))
+    assert response.message_count == "1"
+    assert response.messages[0].remaining_balance == "99.99250000"
+    assert response.messages[0].message_price == "0.00750000"
+    raw = sdk.http_client.last_response
+    assert raw is not None
+    assert parse_sms(raw.content).readings == ((None, Decimal("99.9925")),)
+
+
+def test_sdk_raises_on_status_9_and_its_last_response_is_the_refusal_to_forward(
+    tls_sim: RunningSimulator,
+) -> None:
+    tls_sim.account.set_balance(Decimal("0.001"), tls_sim.account.now)
+    sdk = client(tls_sim)
+    with pytest.raises(SmsError, match="error code 9: Quota Exceeded - rejected"):
+        sdk.sms.send(SmsMessage(to="447700900000", from_="AcmeInc", text="Hello"))
+    raw = sdk.http_client.last_response
+    assert raw is not None
+    assert parse_sms(raw.content).refusals == 1

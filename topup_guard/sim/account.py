@@ -341,3 +341,18 @@ class SimAccount(AccountExtras):
 
     def _credit_primary(self, amount: Decimal) -> None:
         self._credit(amount)
+
+    # --- the SMS API (POST /sms/json) ------------------------------------------------------
+    def send_sms(self, t: float, parts: int) -> tuple[bool, Decimal, Decimal]:
+        """One message of ``parts`` parts at ``t``: (accepted, price per part, balance after).
+
+        Paid whole or refused whole (Vonage's status 9), like a trace event: a refusal costs
+        nothing and is counted as failed demand.
+        """
+        if parts < 1:
+            raise ValueError("parts must be at least 1")
+        self.advance_to(t)
+        cost = self.message_price * parts
+        accepted = cost <= self._balance
+        self._demand(self._now, cost, parts)
+        return accepted, self.message_price, self._balance

@@ -58,7 +58,15 @@ FaultKind = Literal[
     "value_glitch",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-ENDPOINTS = ("get-balance", "top-up", "settings", "secrets", "subaccounts", "balance-transfers")
+ENDPOINTS = (
+    "get-balance",
+    "top-up",
+    "settings",
+    "secrets",
+    "subaccounts",
+    "balance-transfers",
+    "sms",
+)
 BEFORE_KINDS = frozenset(
     {"error_500_before", "reset_before", "rate_limit", "html_error", "slow", "redirect"}
 )

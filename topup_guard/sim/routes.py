@@ -1,4 +1,5 @@
-"""The Vonage endpoints: rest.nexmo.com ``/account/*`` and api.nexmo.com ``/accounts/*``.
+"""The Vonage endpoints: rest.nexmo.com ``/account/*`` and ``/sms/json``, api.nexmo.com
+``/accounts/*``.
 
 Handlers only translate between HTTP and ``SimAccount``; every rule lives in the model. Basic auth
 and fault injection are applied around them by the middleware in ``server.py``.
@@ -6,7 +7,11 @@ and fault injection are applied around them by the middleware in ``server.py``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
+import uuid
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,6 +34,8 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "/accounts/{api_key}/subaccounts": ("subaccounts", "api"),
     "/accounts/{api_key}/subaccounts/{sub_key}": ("subaccounts", "api"),
     "/accounts/{api_key}/balance-transfers": ("balance-transfers", "api"),
+    # The SMS API checks credentials itself and answers 200 with a status, even for bad ones.
+    "/sms/json": ("sms", "sms"),
 }
 REQUEST_ID = web.RequestKey("sim_request_id", str)
 
@@ -107,6 +114,79 @@ async def settings(request: web.Request) -> web.Response:
             "max-inbound-request": account.max_inbound_request,
             "max-calls-per-second": account.max_calls_per_second,
         }
+    )
+
+
+# --- rest.nexmo.com: the SMS API ---------------------------------------------------------------
+GSM_EXTENDED = frozenset("^{}\\[~]|€")
+"""GSM 03.38 characters sent as an escape plus one more septet: they count twice."""
+SMS_QUOTA_TEXT = "Quota Exceeded - rejected"
+"""Vonage's status 9 error-text as seen in the wild (UNVERIFIED: docs/send-path-signal.md §2)."""
+MAX_PARTS = 255
+
+
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    """(api_key, api_secret) from an ``Authorization: Basic`` header, else None."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    key, sep, secret = decoded.partition(":")
+    return (key, secret) if sep else None
+
+
+def sms_parts(text: str, kind: str) -> int:
+    """Parts Vonage bills for ``text``: 160/153 GSM-7 septets, or 70/67 UCS-2 characters."""
+    if kind == "unicode":
+        return 1 if len(text) <= 70 else math.ceil(len(text) / 67)
+    septets = sum(2 if ch in GSM_EXTENDED else 1 for ch in text)
+    return 1 if septets <= 160 else math.ceil(septets / 153)
+
+
+def _eight(value: Decimal) -> str:
+    """Money as the SMS API writes it: a string with exactly 8 decimals (``"3.14159265"``)."""
+    return format(value.quantize(Decimal("0.00000001")), "f")
+
+
+def _sms_answer(messages: list[dict[str, str]]) -> web.Response:
+    return wire.json_response({"message-count": str(len(messages)), "messages": messages})
+
+
+async def send_sms(request: web.Request) -> web.Response:
+    """``POST /sms/json``: credentials by Basic auth or ``api_key``/``api_secret`` fields (body or
+    query); HTTP 200 whatever happens, the outcome in each message's ``status``."""
+    ctx = request.app[CONTEXT]
+    fields = {**request.rel_url.query, **(await read_fields(request))}
+    creds = basic_credentials(request) or (fields.get("api_key", ""), fields.get("api_secret", ""))
+    if not ctx.account.authenticate(*creds):
+        return _sms_answer([{"status": "4", "error-text": "Bad Credentials"}])
+    for name in ("from", "to", "text"):
+        if not fields.get(name):
+            return _sms_answer([{"status": "2", "error-text": f"Missing {name} param"}])
+    to, parts = fields["to"], sms_parts(fields["text"], fields.get("type", "text"))
+    if parts > MAX_PARTS:
+        return _sms_answer([{"to": to, "status": "12", "error-text": "Message too long"}])
+    accepted, price, balance = ctx.account.send_sms(ctx.advance(), parts)
+    if not accepted:
+        return _sms_answer([{"to": to, "status": "9", "error-text": SMS_QUOTA_TEXT}])
+    extra = {k: fields[k] for k in ("client-ref", "account-ref") if fields.get(k)}
+    # Every part shows the same remaining-balance: one snapshot per request, as Vonage answers.
+    return _sms_answer(
+        [
+            {
+                "to": to,
+                "message-id": uuid.uuid4().hex[:16].upper(),
+                "status": "0",
+                "remaining-balance": _eight(balance),
+                "message-price": _eight(price),
+                "network": "12345",
+                **extra,
+            }
+            for _ in range(parts)
+        ]
     )
 
 
@@ -253,6 +333,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/account/get-balance", get_balance)
     r.add_post("/account/top-up", top_up)
     r.add_post("/account/settings", settings)
+    r.add_post("/sms/json", send_sms)
     r.add_get("/accounts/{api_key}/secrets", list_secrets)
     r.add_post("/accounts/{api_key}/secrets", create_secret)
     r.add_get("/accounts/{api_key}/secrets/{secret_id}", get_secret)

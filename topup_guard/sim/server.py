@@ -12,8 +12,6 @@ order is what makes "applied, then reset" and "refused, nothing applied" faithfu
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import math
 import os
 import signal
@@ -39,6 +37,7 @@ from topup_guard.sim.routes import (
     ENDPOINTS,
     REQUEST_ID,
     add_routes,
+    basic_credentials,
     request_id,
     vonage_handler_errors,
 )
@@ -109,7 +108,7 @@ async def _answer(
     elif fault is not None and fault.before:
         return _before_fault(request, fault, rid)
     response: web.StreamResponse
-    if not _authenticated(request, ctx.account):
+    if family != "sms" and not _authenticated(request, ctx.account):
         response = (
             wire.legacy("authentication-failed")
             if family == "rest"
@@ -163,16 +162,8 @@ def _abort(request: web.Request) -> None:
 
 
 def _authenticated(request: web.Request, account: SimAccount) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return False
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    key, sep, secret = decoded.partition(":")
-    return bool(sep) and account.authenticate(key, secret)
+    creds = basic_credentials(request)
+    return creds is not None and account.authenticate(*creds)
 
 
 # --- running it -------------------------------------------------------------------------

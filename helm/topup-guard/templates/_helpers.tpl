@@ -71,6 +71,17 @@ app.kubernetes.io/component: {{ .Values.mode }}
 {{- if or .Values.redis.url .Values.redis.urlInExistingSecret -}}true{{- end -}}
 {{- end -}}
 
+{{/* "true" when the signal endpoint listens on a loopback address (or is off). */}}
+{{- define "topup-guard.signalLoopback" -}}
+{{- $host := toString .Values.signal.host -}}
+{{- if or (eq (int .Values.signal.port) 0) (eq $host "localhost") (eq $host "::1") (hasPrefix "127." $host) -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when the standalone pod should publish the signal port (a non-loopback address). */}}
+{{- define "topup-guard.signalExposed" -}}
+{{- if and (eq .Values.mode "standalone") (not (include "topup-guard.signalLoopback" .)) -}}true{{- end -}}
+{{- end -}}
+
 {{/*
 Refuse configurations that could spend money twice or lose the ledger's protection. Called by
 every template that renders a workload or its configuration, and by the sidecar templates.
@@ -90,8 +101,14 @@ every template that renders a workload or its configuration, and by the sidecar 
 {{- fail "topup-guard: redis.urlInExistingSecret=true needs existingSecret" -}}
 {{- end -}}
 {{- $n := .Values.notifications -}}
-{{- if and .Values.existingSecret (or .Values.vonage.apiKey .Values.vonage.apiSecret .Values.vonage.trx .Values.slack.token .Values.slack.webhookUrl .Values.redis.url $n.webhook.url $n.webhook.secret $n.pagerduty.routingKey) -}}
-{{- fail "topup-guard: existingSecret is set, so leave vonage.apiKey, vonage.apiSecret, vonage.trx, slack.token, slack.webhookUrl, redis.url, notifications.webhook.url, notifications.webhook.secret and notifications.pagerduty.routingKey empty (put them in that Secret)" -}}
+{{- if and .Values.existingSecret (or .Values.vonage.apiKey .Values.vonage.apiSecret .Values.vonage.trx .Values.slack.token .Values.slack.webhookUrl .Values.redis.url $n.webhook.url $n.webhook.secret $n.pagerduty.routingKey .Values.signal.token) -}}
+{{- fail "topup-guard: existingSecret is set, so leave vonage.apiKey, vonage.apiSecret, vonage.trx, slack.token, slack.webhookUrl, redis.url, notifications.webhook.url, notifications.webhook.secret, notifications.pagerduty.routingKey and signal.token empty (put them in that Secret)" -}}
+{{- end -}}
+{{- if and .Values.signal.tokenInExistingSecret (not .Values.existingSecret) -}}
+{{- fail "topup-guard: signal.tokenInExistingSecret=true needs existingSecret" -}}
+{{- end -}}
+{{- if and (eq .Values.mode "standalone") (not (include "topup-guard.signalLoopback" .)) (not .Values.signal.token) (not .Values.signal.tokenInExistingSecret) -}}
+{{- fail (printf "topup-guard: signal.host=%s is not loopback, so it needs signal.token (or signal.tokenInExistingSecret=true): anyone who reaches the port could post balances" (toString .Values.signal.host)) -}}
 {{- end -}}
 {{- if and .Values.slack.token (not .Values.slack.channel) -}}
 {{- fail "topup-guard: slack.token needs slack.channel" -}}
@@ -145,7 +162,8 @@ number that matters, sidecar.replicas is only the caller's promise.
 
 {{/*
 The guard container. Parameters: dict "ctx" (the chart context), "name", "native" (render
-restartPolicy: Always for initContainers), "readiness" (add the /readyz probe).
+restartPolicy: Always for initContainers), "readiness" (add the /readyz probe), "sidecar" (pin
+the signal endpoint to loopback).
 */}}
 {{- define "topup-guard.container" -}}
 {{- $ctx := .ctx -}}
@@ -162,6 +180,11 @@ restartPolicy: Always for initContainers), "readiness" (add the /readyz probe).
     - name: tg-health
       containerPort: {{ int $v.health.port }}
       protocol: TCP
+    {{- if and (not .sidecar) (include "topup-guard.signalExposed" $ctx) }}
+    - name: tg-signal
+      containerPort: {{ int $v.signal.port }}
+      protocol: TCP
+    {{- end }}
   envFrom:
     - configMapRef:
         name: {{ include "topup-guard.configMapName" $ctx }}
@@ -176,6 +199,12 @@ restartPolicy: Always for initContainers), "readiness" (add the /readyz probe).
           fieldPath: metadata.namespace
     {{- with $v.extraEnv }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- if .sidecar }}
+    # The signal endpoint of a sidecar is for the app in this pod only: loopback, whatever the
+    # ConfigMap says (an env entry wins over envFrom). No containerPort: nothing outside uses it.
+    - name: TOPUP_GUARD_SIGNAL_HOST
+      value: "127.0.0.1"
     {{- end }}
   livenessProbe:
     httpGet:
@@ -216,7 +245,7 @@ not take your app out of its Service.
 {{- include "topup-guard.requireSidecarMode" . -}}
 {{- include "topup-guard.validate" . -}}
 {{- include "topup-guard.validateReplicas" . -}}
-{{- include "topup-guard.container" (dict "ctx" . "name" .Values.sidecar.containerName "native" .Values.sidecar.native "readiness" false) -}}
+{{- include "topup-guard.container" (dict "ctx" . "name" .Values.sidecar.containerName "native" .Values.sidecar.native "readiness" false "sidecar" true) -}}
 {{- end -}}
 
 {{/*

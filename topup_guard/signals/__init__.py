@@ -1,0 +1,30 @@
+"""The sender's own signal: balances and refusals the sender already has, forwarded to the guard.
+
+For senders (stdlib only, importing this pulls in no aiohttp)::
+
+    from topup_guard.signals import forward_sms_answer
+    forward_sms_answer(raw_answer_body)   # returns at once, never raises
+
+For the guard: ``inbox.SignalInbox`` (what the engine drains) and ``server.SignalServer`` (the
+``/v1/signals/*`` endpoints, aiohttp), which are imported from their modules.
+"""
+
+from topup_guard.signals.sender import (
+    DEFAULT_URL,
+    TIMEOUT_S,
+    ForwardStats,
+    forward_balance,
+    forward_refusal,
+    forward_sms_answer,
+    stats,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "TIMEOUT_S",
+    "ForwardStats",
+    "forward_balance",
+    "forward_refusal",
+    "forward_sms_answer",
+    "stats",
+]
