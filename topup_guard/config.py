@@ -22,9 +22,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from topup_guard.envcheck import sentence, unknown_variables
 from topup_guard.errors import ConfigError
 
 PREFIX = "TOPUP_GUARD_"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Fields whose env names do not follow TOPUP_GUARD_<FIELD>.
 _SPECIAL_NAMES = {"api_key": "VONAGE_API_KEY", "api_secret": "VONAGE_API_SECRET"}
 DEMO_API_KEY = "demo1234"
@@ -45,6 +47,9 @@ class Settings(BaseSettings):
         use_attribute_docstrings=True,
         validate_default=True,
         frozen=True,
+        # NaN passes no comparison and inf passes every lower bound (an infinite poll interval
+        # would make the liveness limit infinite): refuse both for every number.
+        allow_inf_nan=False,
     )
 
     # --- Vonage account -------------------------------------------------------------------
@@ -140,6 +145,25 @@ class Settings(BaseSettings):
             raise ValueError("must not carry credentials or a query string")
         return value.rstrip("/")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not only when the client is built, so ``check`` refuses what ``run`` does.
+        # The scheme alone is shown: the rest of the URL may hold a password.
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme.lower()
+            if scheme not in REDIS_SCHEMES:
+                shown = f"{scheme}://" if scheme else "no scheme"
+                raise ValueError(f"must start with redis://, rediss:// or unix:// (got {shown})")
+        return value
+
+    @field_validator("state_path")
+    @classmethod
+    def _ledger_file(cls, value: Path) -> Path:
+        if value.is_dir():
+            raise ValueError(f"{value} is a directory; name the ledger file inside it")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -201,6 +225,11 @@ def _is_secret(info: FieldInfo) -> bool:
 
 SECRET_FIELDS = tuple(name for name, info in Settings.model_fields.items() if _is_secret(info))
 FILE_VARIANT_FIELDS = (*SECRET_FIELDS, "api_key")
+KNOWN_VARIABLES = frozenset(
+    [env_name(f) for f in Settings.model_fields]
+    + [env_name(f) + "_FILE" for f in FILE_VARIANT_FIELDS]
+)
+"""Every variable ``load_settings`` reads; any other ``TOPUP_GUARD_*`` is refused as a typo."""
 
 
 def _example(field: str) -> str:
@@ -226,12 +255,21 @@ def _gather(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
             continue
         if path:
             try:
-                values[field] = Path(path).read_text(encoding="utf-8").strip()
+                content = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 problems.append(
                     f"{name}_FILE: cannot read {path} ({exc.strerror or exc.__class__.__name__})"
                     f" (for example {name}_FILE=/run/secrets/{field})"
                 )
+                continue
+            if not content:
+                # An empty mounted secret (a Secret key with no data, a file not yet written) is
+                # a missing secret, not an empty one that would fail later at Vonage or Slack.
+                problems.append(
+                    f"{name}_FILE: {path} is empty; the file must hold the value of {name}"
+                )
+                continue
+            values[field] = content
         elif direct not in (None, ""):
             values[field] = direct
     return values, problems
@@ -240,17 +278,19 @@ def _gather(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``environ`` (default ``os.environ``) or raise ConfigError.
 
-    The error holds one line per problem: the variable, what is wrong, a valid example. Values are
-    never echoed, so a secret put in the wrong variable does not end up in a log.
+    The error holds one line per problem: the variable, what is wrong (with the bad value, except
+    for secrets, whose values are never echoed), a valid example. Unknown ``TOPUP_GUARD_*``
+    variables are problems too, naming the closest valid one (``envcheck``).
     """
     environ = os.environ if environ is None else environ
     values, problems = _gather(environ)
+    problems += unknown_variables(environ, KNOWN_VARIABLES)
     try:
         settings = Settings(**values)
     except pydantic.ValidationError as exc:
-        for err in exc.errors(include_input=False, include_url=False):
+        for err in exc.errors(include_url=False):
             field = str(err["loc"][0]) if err["loc"] else ""
-            message = str(err["msg"]).removeprefix("Value error, ")
+            message = sentence(err, secret=field in SECRET_FIELDS)
             if not field and ":" in message:  # model-level rule "field: what"
                 field, _, message = message.partition(": ")
             if field in Settings.model_fields:

@@ -144,8 +144,8 @@ def test_missing_trace_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
         ({}, ["--set", "api_secret=x"], "--set: unknown guard setting 'api_secret'"),
         ({}, ["--set", "poll_min"], "--set 'poll_min': expected KEY=VALUE"),
         ({}, ["--set", "=5"], "--set '=5': expected KEY=VALUE"),
-        ({}, ["--set", "poll_min=abc"], "guard setting poll_min: Input should be a valid number"),
-        ({}, ["--set", "poll_min=0.1"], "guard setting poll_min: Input should be greater"),
+        ({}, ["--set", "poll_min=abc"], "guard setting poll_min: must be a number, not 'abc'"),
+        ({}, ["--set", "poll_min=0.1"], "guard setting poll_min: must be at least 0.5, not '0.1'"),
     ],
 )
 def test_bad_scenario_or_setting_exits_2_naming_the_key(
