@@ -18,6 +18,8 @@ from topup_guard.errors import ConfigError, TopupGuardError
 
 def build_parser() -> argparse.ArgumentParser:
     import topup_guard.cli.account as account
+    import topup_guard.cli.explain as explain
+    import topup_guard.cli.ledger as ledger
     import topup_guard.cli.worker as worker
 
     parser = argparse.ArgumentParser(
@@ -28,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker.register(sub)
     account.register(sub)
+    ledger.register(sub)
+    explain.register(sub)
     return parser
 
 
