@@ -140,7 +140,9 @@ class Settings(BaseSettings):
     def _plain_base_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL")
+            # Only the scheme is shown: the rest may hold credentials (refused just below).
+            shown = f"{parts.scheme}://" if parts.scheme else "no scheme"
+            raise ValueError(f"must be an http(s) URL (got {shown})")
         if parts.username or parts.password or parts.query:
             raise ValueError("must not carry credentials or a query string")
         return value.rstrip("/")
@@ -275,6 +277,22 @@ def _gather(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     return values, problems
 
 
+def _holds_secret(raw: object, values: Mapping[str, Any]) -> bool:
+    """True when a bad value contains a configured secret (one pasted into the wrong variable):
+    such a value is not shown. Long values are not shown either: they are more often a token
+    than a typo."""
+    text = str(raw)
+    if len(text) > _SHOW_AT_MOST:
+        return True
+    secrets = [str(values[f]) for f in SECRET_FIELDS if f in values]
+    return any(
+        (len(sec) >= 4 and sec in text) or (len(text) >= 8 and text in sec) for sec in secrets
+    )
+
+
+_SHOW_AT_MOST = 40  # characters of a bad value shown in a problem
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``environ`` (default ``os.environ``) or raise ConfigError.
 
@@ -290,7 +308,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except pydantic.ValidationError as exc:
         for err in exc.errors(include_url=False):
             field = str(err["loc"][0]) if err["loc"] else ""
-            message = sentence(err, secret=field in SECRET_FIELDS)
+            hide = field in SECRET_FIELDS or _holds_secret(err.get("input"), values)
+            message = sentence(err, secret=hide)
             if not field and ":" in message:  # model-level rule "field: what"
                 field, _, message = message.partition(": ")
             if field in Settings.model_fields:

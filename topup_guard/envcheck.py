@@ -64,8 +64,8 @@ def sentence(error: Mapping[str, Any], *, secret: bool) -> str:
     raw = error.get("input")
     if secret or raw is None or isinstance(raw, dict):
         return what  # a secret, or a model-level rule (its input is every setting)
-    if kind == "value_error" and str(raw) in what:
-        return what  # our own validators name the value where it helps
+    if kind == "value_error":
+        return what  # our own validators show what is safe to show (a URL may hold a password)
     return f"{what}, not {str(raw)!r}"
 
 

@@ -143,7 +143,7 @@ def test_nan_and_infinity_are_refused_for_every_number_with_the_value_shown(
         ("TOPUP_GUARD_MAX_TOPUPS_PER_HOUR", "2.5", "must be a whole number, not '2.5'"),
         ("TOPUP_GUARD_DRY_RUN", "maybe", "must be true or false, not 'maybe'"),
         ("TOPUP_GUARD_LOG_FORMAT", "xml", "must be 'json' or 'text', not 'xml'"),
-        ("TOPUP_GUARD_REST_URL", "ftp://x", "must be an http(s) URL, not 'ftp://x'"),
+        ("TOPUP_GUARD_REST_URL", "ftp://x", "must be an http(s) URL (got ftp://)"),
     ],
 )
 def test_problems_are_plain_sentences_with_the_bad_value(
@@ -158,6 +158,25 @@ def test_problems_are_plain_sentences_with_the_bad_value(
     assert code == 2
     assert f"topup-guard: {name}: {sentence} (for example {name}=" in err
     assert "Input should" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TOPUP_GUARD_POLL_MIN", DEMO_API_SECRET),  # a secret pasted into the wrong variable
+        ("TOPUP_GUARD_HORIZON", "xoxb-1234-5678-abcdefghijklmnopqrstuvwxyz0123"),  # long: a token
+        ("TOPUP_GUARD_REST_URL", f"https://{DEMO_API_KEY}:{DEMO_API_SECRET}@rest.example/"),
+    ],
+)
+def test_a_bad_value_that_may_be_a_secret_is_not_shown(
+    configured: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    configured.setenv(name, value)
+    code, err = problems(capsys, "config")
+    assert code == 2
+    assert name in err
+    assert value not in err
+    assert DEMO_API_SECRET not in err
 
 
 def test_a_bad_redis_url_names_the_scheme_but_never_the_password(
