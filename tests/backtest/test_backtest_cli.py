@@ -41,8 +41,10 @@ def test_prints_a_table_of_every_policy(
     trace, scenario = files
     code, out, err = run(capsys, "--trace", str(trace), "--scenario", str(scenario))
     assert (code, err) == (0, "")
-    header, *rows = out.splitlines()
+    table, notes = out.split("\n\n")
+    header, *rows = table.splitlines()
     assert header.split() == ["guard", "autoreload_only", "threshold_poller"]
+    assert notes.startswith("What bound each policy:\n- guard: ")
     labels = [row.split("  ")[0] for row in rows[:-1]]
     assert labels == [
         "failed_spend (EUR)",

@@ -37,6 +37,13 @@ def register(sub: Any) -> None:
         help="override a guard setting (lower-case name without TOPUP_GUARD_)",
     )
     bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="also draw the balance over time under each policy: FILE.html (figure, table and "
+        "notes), .png or .svg; needs pip install 'topup-guard[report]'",
+    )
     bt.set_defaults(handler=_backtest)
 
     demo = sub.add_parser("demo", help="watch the guard save a bursty account (no credentials)")
@@ -66,7 +73,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from topup_guard.backtest import BacktestInputError, backtest, read_trace, render_table
+    from topup_guard.backtest import (
+        BacktestInputError,
+        backtest,
+        guard_settings,
+        read_trace,
+        render_table,
+    )
+    from topup_guard.backtest_notes import notes
+    from topup_guard.replay import replay
     from topup_guard.sim.scenario import load_scenario
 
     overrides: dict[str, str] = {}
@@ -76,11 +91,26 @@ def _backtest(args: argparse.Namespace) -> int:
             raise BacktestInputError([f"--set {item!r}: expected KEY=VALUE (e.g. poll_min=2)"])
         overrides[key.strip()] = value.strip()
     scenario = load_scenario(args.scenario)  # ConfigError (exit 2) names the key or problem
-    report = backtest(scenario, read_trace(args.trace), overrides)
+    if args.report is not None:
+        from topup_guard.report import check_target
+
+        check_target(args.report)  # before minutes of replay, not after
+    trace = read_trace(args.trace)
+    report = backtest(scenario, trace, overrides)
+    settings = guard_settings(scenario, overrides)
+    runs = replay(scenario, trace, overrides)
+    lines = notes(report, runs, scenario, trace, settings)
     if args.json:
-        print(json.dumps(report.to_json()))
+        print(json.dumps(report.to_json() | {"notes": lines}))
     else:
         print(render_table(report))
+        print("\nWhat bound each policy:\n" + "\n".join(f"- {line}" for line in lines))
+    if args.report is not None:
+        from topup_guard.report import write
+
+        write(args.report, runs, report, scenario, settings.min_balance,
+              table=render_table(report), notes=lines)  # fmt: skip
+        print(f"report written to {args.report}", file=sys.stderr)
     return 0
 
 
