@@ -17,7 +17,17 @@ def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run the guard (configured only by environment variables)")
     run.set_defaults(handler=_run)
 
-    sim = sub.add_parser("simulate", help="serve a simulated Vonage account over HTTP")
+    from topup_guard.sim.control import game_day_help  # text only: no aiohttp app is built
+
+    sim = sub.add_parser(
+        "simulate",
+        help="serve a simulated Vonage account over HTTP, steerable for game days",
+        description="A simulated Vonage account (rest and api hosts on one port) accepting the "
+        "demo credentials unless VONAGE_API_KEY / VONAGE_API_SECRET / TOPUP_GUARD_TRX (or their "
+        "_FILE variants) say otherwise.",
+        epilog=game_day_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8089)
     sim.add_argument("--scenario", type=Path, help="scenario JSON (default: embedded bursty)")
