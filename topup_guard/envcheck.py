@@ -9,6 +9,7 @@ in a log or a CI transcript).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ def unknown_variables(environ: Mapping[str, str], known: Collection[str]) -> lis
     """One problem per variable that looks meant for us but is not a name we read."""
     problems: list[str] = []
     for name in sorted(environ):
-        if name in known:
+        if name in known or kubernetes_service_link(name, environ[name]):
             continue
         if name.startswith(OWN_PREFIX):
             problems.append(_unknown(name, known))
@@ -34,6 +35,33 @@ def unknown_variables(environ: Mapping[str, str], known: Collection[str]) -> lis
             if difflib.get_close_matches(name, ours, n=1, cutoff=_NEAR_MISS):
                 problems.append(_unknown(name, ours))
     return problems
+
+
+# Kubernetes puts "service links" into every pod of a namespace: a Service named topup-guard gives
+# TOPUP_GUARD_SERVICE_HOST, TOPUP_GUARD_PORT=tcp://10.0.0.7:8080, TOPUP_GUARD_PORT_8080_TCP_ADDR...
+# Refusing them would crash-loop the guard in the namespace of its own Service. The value is
+# checked too, so a typo such as TOPUP_GUARD_HELTH_PORT=8080 is still caught.
+_LINK = re.compile(
+    r"^[A-Z0-9_]+?_(?P<kind>SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|"
+    r"PORT(?:_\d+_(?:TCP|UDP|SCTP)(?P<part>_PROTO|_PORT|_ADDR)?)?)$"
+)
+_URL = re.compile(r"^(?:tcp|udp|sctp)://[0-9A-Fa-f:.\[\]]+:\d+$")
+_ADDR = re.compile(r"^[0-9A-Fa-f:.]+$")
+
+
+def kubernetes_service_link(name: str, value: str) -> bool:
+    """True for a variable Kubernetes injects for a Service (name *and* value have its shape)."""
+    match = _LINK.match(name)
+    if match is None:
+        return False
+    kind, part = match.group("kind"), match.group("part")
+    if kind == "SERVICE_HOST" or part == "_ADDR":
+        return bool(_ADDR.match(value))
+    if kind.startswith("SERVICE_PORT") or part == "_PORT":
+        return value.isdigit()
+    if part == "_PROTO":
+        return value in ("TCP", "UDP", "SCTP", "tcp", "udp", "sctp")
+    return bool(_URL.match(value))  # X_PORT and X_PORT_8080_TCP: tcp://10.0.0.7:8080
 
 
 def _unknown(name: str, known: Iterable[str]) -> str:

@@ -112,6 +112,39 @@ def test_other_tools_variables_and_file_variants_of_secrets_are_accepted(
     assert main(["config"]) == 0, capsys.readouterr().err
 
 
+def test_kubernetes_service_links_of_a_service_named_topup_guard_are_accepted(
+    configured: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What every pod in the namespace of `kind: Service, name: topup-guard` receives.
+    links = {
+        "TOPUP_GUARD_SERVICE_HOST": "10.96.12.7",
+        "TOPUP_GUARD_SERVICE_PORT": "8080",
+        "TOPUP_GUARD_SERVICE_PORT_HTTP": "8080",
+        "TOPUP_GUARD_PORT": "tcp://10.96.12.7:8080",
+        "TOPUP_GUARD_PORT_8080_TCP": "tcp://10.96.12.7:8080",
+        "TOPUP_GUARD_PORT_8080_TCP_PROTO": "tcp",
+        "TOPUP_GUARD_PORT_8080_TCP_PORT": "8080",
+        "TOPUP_GUARD_PORT_8080_TCP_ADDR": "10.96.12.7",
+        "TOPUP_GUARD_METRICS_SERVICE_HOST": "fd00::7",
+    }
+    for name, value in links.items():
+        configured.setenv(name, value)
+    assert main(["config"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("TOPUP_GUARD_HELTH_PORT", "8080"), ("TOPUP_GUARD_SERVICE_HOST", "not an address")],
+)
+def test_a_typo_shaped_like_a_service_link_is_still_caught(
+    configured: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    configured.setenv(name, value)
+    code, err = problems(capsys, "config")
+    assert code == 2
+    assert f"{name}: not a variable topup-guard reads" in err
+
+
 FINITE_FIELDS = [
     name
     for name, info in Settings.model_fields.items()

@@ -253,12 +253,17 @@ async def test_ledger_reads_a_read_only_copy_as_an_unprivileged_user(
             with pytest.raises(PermissionError):  # the premise: this user cannot write here
                 (copy.parent / "probe").write_text("x")
             code = await asyncio.to_thread(main, ["ledger", "--json"])
-        out, err = capsys.readouterr()
+            out, err = capsys.readouterr()
+            explained = await asyncio.to_thread(
+                main, ["explain", "--json", "--url", "http://127.0.0.1:9/status"]
+            )
+            latest = json.loads(capsys.readouterr().out)["attempt"]
         assert code == 0, err
         data = json.loads(out)
         assert [a["state"] for a in data["attempts"]] == ["succeeded", "failed", "dry_run"]
         assert data["note"] is None, "every event read, the write-ahead log included"
-        assert fingerprint(copy.parent) == before, "the reader changed nothing"
+        assert (explained, latest["state"]) == (0, "dry_run"), "explain reads it the same way"
+        assert fingerprint(copy.parent) == before, "the readers changed nothing"
     finally:
         if writer_running:
             await writer.close()
