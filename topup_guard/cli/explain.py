@@ -9,7 +9,6 @@ only; no Vonage call, and no secret is needed for the ``/status`` path.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
@@ -43,26 +42,11 @@ def default_status_url(environ_port: str | None) -> str | None:
     return f"http://127.0.0.1:{int(raw)}/status"
 
 
-async def fetch_status(url: str) -> dict[str, Any] | None:
-    """The ``/status`` document, or None when nothing (or not a guard) answers."""
-    import aiohttp  # only this path needs it
-
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=STATUS_TIMEOUT)) as session,
-            session.get(url, allow_redirects=False) as response,
-        ):
-            if response.status != 200:
-                return None
-            doc = json.loads(await response.text())
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and "decision" in doc else None
-
-
 async def explain(args: argparse.Namespace) -> int:
     url = args.url or default_status_url(os.environ.get(env_name("health_port")))
-    status = await fetch_status(url) if url else None
+    from topup_guard.health import fetch_status  # the health server's own client; lazy
+
+    status = await fetch_status(url, STATUS_TIMEOUT) if url else None
     if status is not None:
         emit(args, {"source": "status", "url": url, "status": status}, status_text(status))
         return 0
