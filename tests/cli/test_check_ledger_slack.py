@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.cli.helpers import Run
+from tests.redisproc import RedisServer
 from tests.run.slack_receiver import SlackReceiver
 from topup_guard.cli.check import ledger_path_problem
 from topup_guard.config import DEMO_API_KEY
 from topup_guard.ledger.base import AttemptState
+from topup_guard.ledger.redis import RedisLedger, redis_client
+from topup_guard.ledger.redis_lease import RedisKeys, RedisLease
 from topup_guard.ledger.sqlite import SqliteLedger
 from topup_guard.sim import RunningSimulator
 
@@ -162,3 +165,54 @@ async def test_check_slack_without_slack_configured_is_a_problem(cli: Run) -> No
     code, out, _ = await cli("check", "--slack")
     assert code == 1
     assert "slack: --slack: Slack is not configured" in out
+
+
+@pytest.mark.usefixtures("account_env")
+async def test_check_says_where_telemetry_goes_and_what_run_would_ignore(
+    cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:Pa55w0rd@collector:4318")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    code, out, _ = await cli("check")
+    assert code == 0, out
+    assert "WARNING  telemetry: OTEL_TRACES_EXPORTER=zipkin is not supported" in out
+    assert "ok       telemetry: metrics to http://collector:4318/v1/metrics" in out
+    assert "Pa55w0rd" not in out
+
+
+async def test_check_reads_the_breaker_from_the_shared_ledger_in_redis(
+    cli: Run,
+    account_env: RunningSimulator,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = RedisKeys(DEMO_API_KEY)
+    lease_client, ledger_client = (redis_client(redis_server.url, timeout=1.0) for _ in "ab")
+    lease = RedisLease(lease_client, keys, ttl=60.0, holder="pod-0")
+    await lease.tick()
+    ledger = RedisLedger(ledger_client, keys)
+    now = time.time()
+    for i in range(3):
+        a = await ledger.begin(
+            balance_before=Decimal("9"),
+            expected_amount=Decimal("50"),
+            reason="below the floor",
+            wall=now - 300 + i,
+            epoch=lease.epoch,
+            holder=lease.holder,
+        )
+        await ledger.transition(
+            a.attempt_id,
+            AttemptState.FAILED,
+            wall=now - 299 + i,
+            epoch=lease.epoch,
+            detail="payment refused",
+        )
+    await lease.stop()
+    await ledger.close()
+    await lease_client.aclose()
+    monkeypatch.setenv("TOPUP_GUARD_REDIS_URL", redis_server.url)
+    code, out, _ = await cli("check")
+    assert code == 1
+    assert "PROBLEM  breaker: open: the last 3 top-ups failed" in out
+    assert "caps allow topping up" not in out

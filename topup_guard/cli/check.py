@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from topup_guard import limits
 from topup_guard.audit import iso
@@ -205,6 +207,7 @@ async def check(args: argparse.Namespace) -> int:
     findings += policy_findings(settings)
     findings.append(TRX_UNVERIFIED)
     findings += await _ledger_now(settings)
+    findings += telemetry_findings(os.environ)
     if any(f.name in ("breaker", "caps") and f.level == "problem" for f in findings):
         # The settings allow topping up, but the ledger says the guard will not right now.
         findings = [f for f in findings if (f.name, f.level) != ("caps", "ok")]
@@ -216,6 +219,27 @@ async def check(args: argparse.Namespace) -> int:
     )
     emit(args, {"ok": ok, "checks": [asdict(f) for f in findings]}, text)
     return 0 if ok else 1
+
+
+def telemetry_findings(environ: Mapping[str, str]) -> list[Finding]:
+    """What ``run`` will do with the ``OTEL_*`` variables (it ignores bad ones with a warning)."""
+    from topup_guard.otelenv import parse_otel_env
+
+    env = parse_otel_env(environ, "topup-guard")
+    found = [Finding("telemetry", "warning", p) for p in env.problems]
+    if env.disabled:
+        return [*found, Finding("telemetry", "ok", "OTEL_SDK_DISABLED: no traces or metrics")]
+    where = [f"{name} to {_host_path(cfg.endpoint)}" for name, cfg in (("traces", env.traces),
+             ("metrics", env.metrics)) if cfg is not None]  # fmt: skip
+    text = ", ".join(where) if where else "no OTLP exporter (/metrics still serves)"
+    return [*found, Finding("telemetry", "ok", text)]
+
+
+def _host_path(url: str) -> str:
+    """An endpoint without userinfo or query, which may carry credentials."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 async def _ledger_now(s: Settings) -> list[Finding]:
