@@ -216,3 +216,21 @@ async def test_check_reads_the_breaker_from_the_shared_ledger_in_redis(
     assert code == 1
     assert "PROBLEM  breaker: open: the last 3 top-ups failed" in out
     assert "caps allow topping up" not in out
+
+
+@pytest.mark.usefixtures("account_env")
+async def test_check_refuses_another_accounts_ledger_as_run_does(cli: Run) -> None:
+    other = SqliteLedger(state_path(), account="other999")
+    await other.close()
+    code, out, _ = await cli("check")
+    assert code == 1
+    assert f"PROBLEM  ledger: {state_path()} belongs to account other999, not {DEMO_API_KEY}" in out
+
+
+@pytest.mark.usefixtures("account_env")
+async def test_check_reports_a_damaged_ledger_file(cli: Run) -> None:
+    state_path().write_bytes(b"this is not a database" * 100)
+    code, out, _ = await cli("check")
+    assert code == 1
+    assert "PROBLEM  ledger: " in out
+    assert "cannot be read" in out

@@ -296,3 +296,17 @@ def test_explain_with_no_guard_and_an_empty_ledger_says_there_is_nothing(
     code, _, err = run(capsys, "explain", "--url", "http://127.0.0.1:9/status")
     assert code == 1
     assert "nothing to explain" in err
+
+
+def test_ledger_on_a_damaged_file_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env(monkeypatch)
+    garbage = tmp_path / "ledger.db"
+    garbage.write_bytes(b"not a database, " * 500)
+    monkeypatch.setenv("TOPUP_GUARD_STATE_PATH", str(garbage))
+    code, out, err = run(capsys, "ledger")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"topup-guard: LedgerError: the ledger at {garbage} cannot be read")
+    assert len(err.splitlines()) == 1
+    assert garbage.read_bytes() == b"not a database, " * 500

@@ -235,6 +235,21 @@ def telemetry_findings(environ: Mapping[str, str]) -> list[Finding]:
     return [*found, Finding("telemetry", "ok", text)]
 
 
+def _sqlite_refusal(s: Settings) -> str | None:
+    """What ``SqliteLedger`` would refuse on open: another account's ledger, or damage."""
+    from topup_guard.ledger.sqlite import read_only_account
+
+    account, check = read_only_account(s.state_path)
+    if check != "ok":
+        return f"{s.state_path} fails SQLite's integrity check ({check}): `run` refuses it"
+    if account is not None and s.api_key and account != s.api_key:
+        return (
+            f"{s.state_path} belongs to account {account}, not {s.api_key}: `run` refuses it "
+            "(one ledger per account; set TOPUP_GUARD_STATE_PATH to this account's)"
+        )
+    return None
+
+
 def _host_path(url: str) -> str:
     """An endpoint without userinfo or query, which may carry credentials."""
     parts = urlsplit(url)
@@ -248,6 +263,8 @@ async def _ledger_now(s: Settings) -> list[Finding]:
     if s.redis_url is None and not s.state_path.exists():
         return [Finding("ledger", "ok", f"none yet at {s.state_path}: `run` creates it")]
     try:
+        if s.redis_url is None and (problem := _sqlite_refusal(s)):
+            return [Finding("ledger", "problem", problem)]
         trail = await read_audit(s, since_wall=time.time() - limits.DAY)
     except LedgerError as exc:
         return [Finding("ledger", "problem", f"cannot be read: {exc}")]

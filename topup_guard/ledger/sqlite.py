@@ -317,8 +317,10 @@ def open_read_only(path: Path | str) -> tuple[sqlite3.Connection, str]:
         db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10.0)
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return db, ""
-    except sqlite3.OperationalError as exc:
+    except sqlite3.OperationalError as exc:  # cannot open the WAL index: try immutable below
         first = exc
+    except sqlite3.DatabaseError as exc:  # not a database, or damaged
+        raise LedgerError(f"the ledger at {where} cannot be read ({exc})") from None
     wal = Path(f"{where}-wal")
     note = ""
     if wal.exists() and wal.stat().st_size > 0:
@@ -367,3 +369,18 @@ def read_timelines(path: Path | str, *, since_wall: float | None = None) -> Audi
         db.close()
     timelines = tuple(Timeline(a, tuple(events[a.attempt_id])) for a in attempts)
     return AuditTrail("sqlite", str(path), timelines, note)
+
+
+def read_only_account(path: Path | str) -> tuple[str | None, str]:
+    """The account the ledger at ``path`` belongs to (None if not bound yet) and the result of
+    ``PRAGMA quick_check`` ("ok" when healthy), read without writing: what ``SqliteLedger``
+    checks on open, for ``topup-guard check``."""
+    db, _ = open_read_only(path)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'account'").fetchone()
+        (check,) = db.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"the ledger at {path} cannot be read ({exc})") from None
+    finally:
+        db.close()
+    return (None if row is None else str(row[0])), str(check)
