@@ -247,6 +247,7 @@ async def test_ledger_reads_a_read_only_copy_as_an_unprivileged_user(
         # worker thread before dropping privileges (on the original, so the copy stays as made).
         monkeypatch.setenv("TOPUP_GUARD_STATE_PATH", str(source))
         assert await asyncio.to_thread(main, ["ledger", "--since", "1s"]) == 0
+        assert await asyncio.to_thread(main, ["explain", "--url", "http://127.0.0.1:9/"]) == 0
         capsys.readouterr()
         monkeypatch.setenv("TOPUP_GUARD_STATE_PATH", str(copy))
         with unprivileged():
