@@ -264,3 +264,20 @@ def test_a_reader_that_stops_early_gets_no_traceback(argv: list[str], tmp_path: 
     assert "Traceback" not in err
     assert "BrokenPipe" not in err
     assert code in (0, 141)
+
+
+def test_every_variable_the_image_and_the_chart_set_is_one_topup_guard_reads() -> None:
+    # A variable the chart sets but Settings lacks would now stop the guard at start (exit 2).
+    import re
+
+    from topup_guard.config import KNOWN_VARIABLES
+
+    sources = [ROOT / "Dockerfile", *sorted((ROOT / "helm").rglob("*.yaml")),
+               *sorted((ROOT / "helm").rglob("*.tpl"))]  # fmt: skip
+    names = {
+        name
+        for path in sources
+        for name in re.findall(r"\b(?:TOPUP_GUARD|VONAGE)_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())
+    }
+    assert names, "the scan found the variables"
+    assert sorted(names - KNOWN_VARIABLES) == []
