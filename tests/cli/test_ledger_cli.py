@@ -311,3 +311,45 @@ def test_ledger_on_a_damaged_file_is_one_line_and_exit_1(
     assert err.startswith(f"topup-guard: LedgerError: the ledger at {garbage} cannot be read")
     assert len(err.splitlines()) == 1
     assert garbage.read_bytes() == b"not a database, " * 500
+
+
+async def test_a_copy_without_its_wal_index_is_read_with_a_note_on_what_may_be_missing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A copy of a running guard's ledger that took the -wal file but not the -shm index, in a
+    # directory nobody may write: SQLite cannot rebuild the index, so only the checkpointed part
+    # can be read, and the command says so instead of failing or pretending it saw everything.
+    clean_env(monkeypatch)
+    source = tmp_path / "ledger.db"
+    await write_history(source)  # closed: checkpointed into the file
+    writer = SqliteLedger(source, account="demo1234")
+    await writer.begin(
+        balance_before=Decimal("7"),
+        expected_amount=Decimal("50"),
+        reason="still in the write-ahead log",
+        wall=NOW,
+        epoch=0,
+        holder="pod-a",
+    )
+    copy = read_only_copy(source)
+    try:
+        (copy.parent / "ledger.db-shm").chmod(0o644)
+        copy.parent.chmod(0o755)
+        (copy.parent / "ledger.db-shm").unlink()
+        copy.parent.chmod(0o555)
+        monkeypatch.setenv("TOPUP_GUARD_STATE_PATH", str(source))  # warm up on the original
+        assert await asyncio.to_thread(main, ["ledger", "--since", "1s"]) == 0
+        capsys.readouterr()
+        monkeypatch.setenv("TOPUP_GUARD_STATE_PATH", str(copy))
+        assert not Path(f"{copy}-shm").exists()
+        with unprivileged():
+            code = await asyncio.to_thread(main, ["ledger", "--json"])
+            out, err = capsys.readouterr()
+        assert code == 0, err
+        data = json.loads(out)
+        assert [a["attempt_id"] for a in data["attempts"]] == [1, 2, 3]
+        assert "the newest events may be missing" in data["note"]
+    finally:
+        await writer.close()
+        copy.parent.chmod(0o755)
+        shutil.rmtree(copy.parent, ignore_errors=True)

@@ -364,7 +364,8 @@ def read_timelines(path: Path | str, *, since_wall: float | None = None) -> Audi
                     )
                 )
     except (sqlite3.Error, ValueError, ArithmeticError) as exc:
-        raise LedgerError(f"the ledger at {path} cannot be read ({exc})") from None
+        why = f"; {note}" if note else ""
+        raise LedgerError(f"the ledger at {path} cannot be read ({exc}){why}") from None
     finally:
         db.close()
     timelines = tuple(Timeline(a, tuple(events[a.attempt_id])) for a in attempts)
