@@ -6,9 +6,10 @@ poller's rules) and keeps, every ``SAMPLE_STEP`` seconds, each account's balance
 it refused, plus what blocked the guard's decisions; a test checks that its totals equal
 ``backtest``'s. The report (``report.py``) draws from it; the CLI's notes read the blockers.
 
-It copies the run loops of ``backtest.run_guard`` / ``run_threshold_poller`` because those give
-no hook for a sample callback (see the CHANGELOG; a ``clock`` parameter there would remove the
-copy).
+It copies the run loops of ``backtest.run_guard`` / ``run_threshold_poller`` (and uses the
+backtest's private ``_account`` and ``_SilentTracer``) because those give no hook for a sample
+callback; a ``clock`` (or ``on_sample``) parameter on the backtest's run functions would let this
+module keep only ``RecordingClock`` and the blocker sink.
 """
 
 from __future__ import annotations
