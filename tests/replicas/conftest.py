@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.redisproc import REDIS_SERVER, RedisServer
+from tests.redisproc import RedisServer, redis_binary
 from tests.replicas.harness import SCENARIO, GuardProcess, start_guards, stop_guards
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.ledger.redis import redis_client
@@ -46,11 +46,10 @@ async def burst_sim() -> AsyncIterator[tuple[RunningSimulator, TopUpLog]]:
 @pytest.fixture
 def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server run as production should (``appendonly yes``): its data survives a restart."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    binary = redis_binary()
     data = tmp_path / "redis-data"
     data.mkdir()
-    server = RedisServer(REDIS_SERVER, data_dir=data)
+    server = RedisServer(binary, data_dir=data)
     server.start()
     try:
         yield server

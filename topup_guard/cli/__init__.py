@@ -1,12 +1,14 @@
 """``topup-guard``: the worker, the simulator, the backtest, and the Account API as commands.
 
 Each command module registers its subcommands; every handler returns an exit code. Errors are
-one clear line on stderr and a non-zero exit: 2 for bad configuration or input, 1 for failures.
+one clear line on stderr and a non-zero exit: 2 for bad configuration or input, 1 for failures,
+141 (as for SIGPIPE) when whoever reads stdout stopped reading.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +18,8 @@ from topup_guard.errors import ConfigError, TopupGuardError
 
 def build_parser() -> argparse.ArgumentParser:
     import topup_guard.cli.account as account
+    import topup_guard.cli.explain as explain
+    import topup_guard.cli.ledger as ledger
     import topup_guard.cli.worker as worker
 
     parser = argparse.ArgumentParser(
@@ -26,13 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker.register(sub)
     account.register(sub)
+    ledger.register(sub)
+    explain.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)  # inside: --help can meet a closed pipe too
         code: int = args.handler(args)
         return code
     except ConfigError as exc:
@@ -44,3 +50,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except SystemExit:  # --help, --version and usage errors print unflushed, then exit
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        raise
+    except BrokenPipeError:
+        # The reader went away (`topup-guard config --json | head -1`): not our error, so no
+        # traceback. Point stdout at /dev/null so the interpreter's final flush is silent too.
+        _silence_stdout()
+        return 128 + 13  # what a shell reports for a command ended by SIGPIPE
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture stdout)
+        pass

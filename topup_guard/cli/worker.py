@@ -17,7 +17,17 @@ def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run the guard (configured only by environment variables)")
     run.set_defaults(handler=_run)
 
-    sim = sub.add_parser("simulate", help="serve a simulated Vonage account over HTTP")
+    from topup_guard.sim.control import game_day_help  # text only: no aiohttp app is built
+
+    sim = sub.add_parser(
+        "simulate",
+        help="serve a simulated Vonage account over HTTP, steerable for game days",
+        description="A simulated Vonage account (rest and api hosts on one port) accepting the "
+        "demo credentials unless VONAGE_API_KEY / VONAGE_API_SECRET / TOPUP_GUARD_TRX (or their "
+        "_FILE variants) say otherwise.",
+        epilog=game_day_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8089)
     sim.add_argument("--scenario", type=Path, help="scenario JSON (default: embedded bursty)")
@@ -37,6 +47,13 @@ def register(sub: Any) -> None:
         help="override a guard setting (lower-case name without TOPUP_GUARD_)",
     )
     bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="also draw the balance over time under each policy: FILE.html (figure, table and "
+        "notes), .png or .svg; needs pip install 'topup-guard[report]'",
+    )
     bt.set_defaults(handler=_backtest)
 
     demo = sub.add_parser("demo", help="watch the guard save a bursty account (no credentials)")
@@ -66,7 +83,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from topup_guard.backtest import BacktestInputError, backtest, read_trace, render_table
+    from topup_guard.backtest import (
+        BacktestInputError,
+        backtest,
+        guard_settings,
+        read_trace,
+        render_table,
+    )
+    from topup_guard.backtest_notes import notes
+    from topup_guard.replay import replay
     from topup_guard.sim.scenario import load_scenario
 
     overrides: dict[str, str] = {}
@@ -76,11 +101,26 @@ def _backtest(args: argparse.Namespace) -> int:
             raise BacktestInputError([f"--set {item!r}: expected KEY=VALUE (e.g. poll_min=2)"])
         overrides[key.strip()] = value.strip()
     scenario = load_scenario(args.scenario)  # ConfigError (exit 2) names the key or problem
-    report = backtest(scenario, read_trace(args.trace), overrides)
+    if args.report is not None:
+        from topup_guard.report import check_target
+
+        check_target(args.report)  # before minutes of replay, not after
+    trace = read_trace(args.trace)
+    report = backtest(scenario, trace, overrides)
+    settings = guard_settings(scenario, overrides)
+    runs = replay(scenario, trace, overrides)
+    lines = notes(report, runs, scenario, trace, settings)
     if args.json:
-        print(json.dumps(report.to_json()))
+        print(json.dumps(report.to_json() | {"notes": lines}))
     else:
         print(render_table(report))
+        print("\nWhat bound each policy:\n" + "\n".join(f"- {line}" for line in lines))
+    if args.report is not None:
+        from topup_guard.report import write
+
+        write(args.report, runs, report, scenario, settings.min_balance,
+              table=render_table(report), notes=lines)  # fmt: skip
+        print(f"report written to {args.report}", file=sys.stderr)
     return 0
 
 

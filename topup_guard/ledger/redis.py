@@ -268,3 +268,67 @@ def build_redis_coordination(
     keys = RedisKeys(settings.api_key or "")
     lease = RedisLease(client, keys, ttl=settings.lease_ttl, clock=clock)
     return lease, RedisLedger(client, keys, op_timeout=max(timeout * 2, 1.0))
+
+
+# --- read-only timeline (``topup-guard ledger``, ``explain``, ``check``) ------------------------
+# Reads only: one MULTI/EXEC snapshot of the creation index, the attempts and the event stream,
+# so an attempt's state and its events agree. A racing guard's refused event (``superseded``) is
+# part of the audit trail and is shown as such. The location is the key prefix, never the URL.
+from topup_guard.ledger.timeline import AuditTrail, LedgerEvent, Timeline  # noqa: E402
+
+
+def _event(raw: str) -> LedgerEvent:
+    e: dict[str, Any] = json.loads(raw)
+    return LedgerEvent(
+        attempt_id=int(e["attempt_id"]),
+        state=AttemptState(e["state"]),
+        wall=float(e["updated_wall"]),
+        epoch=int(e["epoch"]),
+        holder=str(e.get("holder") or ""),
+        credited=_dec(e.get("credited")),
+        evidence=e.get("evidence"),
+        detail=str(e.get("detail") or ""),
+        superseded=e.get("superseded") == "true",
+    )
+
+
+async def read_timelines(
+    client: Redis, keys: RedisKeys, *, since_wall: float | None = None
+) -> AuditTrail:
+    """Every attempt created at or after ``since_wall`` (all if None), oldest first, with its
+    events. Raises LedgerError when Redis cannot be read or holds no ledger for the account."""
+    low = "-inf" if since_wall is None else repr(since_wall)
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.get(keys.meta)
+            pipe.zrangebyscore(keys.created, low, "+inf")
+            pipe.hgetall(keys.attempts)
+            pipe.xrange(keys.events, "-", "+")
+            meta, ids, attempts, stream = await pipe.execute()
+    except REDIS_DOWN as exc:
+        raise LedgerError(
+            f"the shared ledger in Redis cannot be read ({type(exc).__name__})"
+        ) from None
+    prefix = keys.meta.removesuffix(":meta")
+    if meta is None:
+        raise LedgerError(
+            f"no shared ledger in Redis under {prefix}: no guard of this account has written "
+            "one yet, or Redis lost its data (see the README, Deploying)"
+        )
+    try:
+        chosen = sorted(int(i) for i in ids)
+        events: dict[int, list[LedgerEvent]] = {i: [] for i in chosen}
+        for _, fields in stream:
+            event = _event(fields["event"])
+            if event.attempt_id in events:
+                events[event.attempt_id].append(event)
+        timelines = tuple(
+            Timeline(_attempt(attempts[str(i)]), tuple(events[i]))
+            for i in chosen
+            if str(i) in attempts
+        )
+    except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+        raise LedgerError(
+            f"the shared ledger in Redis is damaged ({type(exc).__name__}: {exc})"
+        ) from None
+    return AuditTrail("redis", prefix, timelines)

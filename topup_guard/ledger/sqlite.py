@@ -291,3 +291,100 @@ class SqliteLedger:
 
     async def close(self) -> None:
         self._db.close()
+
+
+# --- read-only timeline (``topup-guard ledger``, ``explain``, ``check``) ------------------------
+# A reader must never change the ledger, create one at a wrong path, or need write access: the
+# image runs as a non-root user on a read-only root filesystem, and an operator may inspect a
+# copy. So the file is opened through a ``mode=ro`` URI; when even that fails because SQLite
+# cannot create the WAL index (``-shm``) in a read-only directory, and no write-ahead log is
+# waiting to be checkpointed, ``immutable=1`` reads the file as it is.
+from topup_guard.ledger.timeline import AuditTrail, LedgerEvent, Timeline  # noqa: E402
+
+_EVENTS = """
+SELECT attempt_id, state, wall, epoch, holder, credited, evidence, detail
+FROM ledger_events WHERE attempt_id IN ({ids}) ORDER BY seq
+"""
+
+
+def open_read_only(path: Path | str) -> tuple[sqlite3.Connection, str]:
+    """A connection that cannot write, and a note on how complete its view is (or "")."""
+    where = Path(path)
+    if not where.is_file():
+        raise LedgerError(
+            f"no ledger at {where}: the guard creates it on its first start (is "
+            "TOPUP_GUARD_STATE_PATH the guard's own?)"
+        )
+    uri = where.resolve().as_uri()
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10.0)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db, ""
+    except sqlite3.OperationalError as exc:  # cannot open the WAL index: try immutable below
+        first = exc
+    except sqlite3.DatabaseError as exc:  # not a database, or damaged
+        raise LedgerError(f"the ledger at {where} cannot be read ({exc})") from None
+    wal = Path(f"{where}-wal")
+    note = ""
+    if wal.exists() and wal.stat().st_size > 0:
+        note = (
+            f"read without its write-ahead log ({wal} cannot be used: {first}); the newest "
+            "events may be missing"
+        )
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"the ledger at {where} cannot be read ({exc})") from None
+    return db, note
+
+
+def read_timelines(path: Path | str, *, since_wall: float | None = None) -> AuditTrail:
+    """Every attempt created at or after ``since_wall`` (all if None), oldest first, with its
+    events; read-only (``open_read_only``)."""
+    db, note = open_read_only(path)
+    try:
+        where, params = ("AND f.wall >= ?", (since_wall,)) if since_wall is not None else ("", ())
+        attempts = [
+            _row(r) for r in db.execute(f"{_ATTEMPTS} {where} ORDER BY f.attempt_id", params)
+        ]
+        events: dict[int, list[LedgerEvent]] = {a.attempt_id: [] for a in attempts}
+        if attempts:
+            ids = ", ".join(str(a.attempt_id) for a in attempts)  # integers from the ledger itself
+            for aid, state, wall, epoch, holder, credited, evidence, detail in db.execute(
+                _EVENTS.format(ids=ids)
+            ):
+                events[int(aid)].append(
+                    LedgerEvent(
+                        attempt_id=int(aid),
+                        state=AttemptState(str(state)),
+                        wall=float(wall),
+                        epoch=int(epoch),
+                        holder=str(holder),
+                        credited=_dec(credited),
+                        evidence=None if evidence is None else str(evidence),
+                        detail=str(detail),
+                    )
+                )
+    except (sqlite3.Error, ValueError, ArithmeticError) as exc:
+        why = f"; {note}" if note else ""
+        raise LedgerError(f"the ledger at {path} cannot be read ({exc}){why}") from None
+    finally:
+        db.close()
+    timelines = tuple(Timeline(a, tuple(events[a.attempt_id])) for a in attempts)
+    return AuditTrail("sqlite", str(path), timelines, note)
+
+
+def read_only_account(path: Path | str) -> tuple[str | None, str]:
+    """The account the ledger at ``path`` belongs to (None if not bound yet) and the result of
+    ``PRAGMA quick_check`` ("ok" when healthy), read without writing: what ``SqliteLedger``
+    checks on open, for ``topup-guard check``."""
+    db, _ = open_read_only(path)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'account'").fetchone()
+        (check,) = db.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"the ledger at {path} cannot be read ({exc})") from None
+    finally:
+        db.close()
+    return (None if row is None else str(row[0])), str(check)

@@ -39,6 +39,9 @@ CAUSES: Mapping[Condition, frozenset[Condition]] = {
     C.CAP_REACHED: SYMPTOMS,
     C.EXHAUSTION_FORECAST: frozenset({C.LOW_BALANCE}),
     C.LOW_BALANCE: frozenset(),
+    C.CREDIT_MISSING: SYMPTOMS,  # money counted as on its way did not arrive
+    C.BALANCE_MISREAD: frozenset(),  # a dropped answer: informational, its own group
+    C.ONE_OFF_DEBIT: frozenset({C.LOW_BALANCE}),  # a lump can take the balance under the floor
 }
 # The root of a group: the first of these in it (the one whose fix clears the others).
 ROOT_ORDER = (
@@ -48,6 +51,9 @@ ROOT_ORDER = (
     C.UNCONFIRMED_TOPUP,
     C.BREAKER_OPEN,
     C.CAP_REACHED,
+    C.CREDIT_MISSING,
+    C.ONE_OFF_DEBIT,
+    C.BALANCE_MISREAD,
     C.EXHAUSTION_FORECAST,
     C.LOW_BALANCE,
 )

@@ -31,7 +31,7 @@ from topup_guard.errors import ConfigError
 from topup_guard.sim import wire
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.context import CONTEXT, SimContext
-from topup_guard.sim.control import add_control_routes
+from topup_guard.sim.control import add_control_routes, game_day_help
 from topup_guard.sim.faults import BODY_KINDS, READING_KINDS, Fault
 from topup_guard.sim.routes import (
     ENDPOINTS,
@@ -294,6 +294,28 @@ def serve_forever(
     return 0
 
 
+def banner(url: str, speed: float, credentials: SimCredentials) -> str:
+    """What ``simulate`` prints at start: where, which credentials, how to point a guard at it
+    and how to steer it. The demo credentials are shown in full (they are documented and work
+    nowhere else); credentials taken from the environment are not."""
+    demo = SimCredentials(DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX)
+    key, secret, trx = (env_name(f) for f in ("api_key", "api_secret", "trx"))
+    if credentials == demo:
+        creds = (
+            f"  demo credentials: {key}={DEMO_API_KEY} {secret}={DEMO_API_SECRET} {trx}={DEMO_TRX}"
+        )
+    else:
+        creds = (
+            f"  credentials from the environment: {key}={credentials.api_key} "
+            f"(secret and trx not shown)"
+        )
+    rest, api = env_name("rest_url"), env_name("api_url")
+    return (
+        f"Vonage simulator on {url} (rest and api host) at speed {speed:g}\n{creds}\n"
+        f"  point a guard at it: {rest}={url} {api}={url}\n" + game_day_help(url)
+    )
+
+
 def _server_tls(cert: str, key: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
@@ -323,12 +345,7 @@ async def _serve(
         ssl_context=ssl_context,
         credentials=credentials,
     )
-    names = ", ".join(env_name(f) for f in ("api_key", "api_secret", "trx"))
-    print(
-        f"Vonage simulator on {sim.url} (rest and api host) at speed {speed:g}; "
-        f"api key {credentials.api_key}; credentials from {names} (demo values when unset)",
-        flush=True,
-    )
+    print(banner(sim.url, speed, credentials), flush=True)
     try:
         await stop.wait()
     finally:

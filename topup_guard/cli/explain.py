@@ -1,0 +1,132 @@
+"""``topup-guard explain``: the guard's last decision and the inputs it was made from.
+
+First from a running guard's ``/status`` (balance, forecast, caps used, breaker, conditions, the
+decision and its reason); when no guard answers, from the ledger's latest attempt (its reason,
+evidence and timeline), so it still says something useful about a guard that has stopped. Reads
+only; no Vonage call, and no secret is needed for the ``/status`` path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from topup_guard.audit import read_audit
+from topup_guard.cli._common import add_json, emit, err, sync
+from topup_guard.cli.check import DEFAULT_HEALTH_PORT
+from topup_guard.cli.ledger import timeline_json, timeline_text
+from topup_guard.config import env_name, load_settings
+
+STATUS_TIMEOUT = 2.0  # seconds: a local server answers at once, or is not there
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="the last decision with its inputs (a running guard's /status, else the ledger)",
+    )
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help="the guard's /status (default: http://127.0.0.1:$TOPUP_GUARD_HEALTH_PORT/status)",
+    )
+    add_json(p)
+    p.set_defaults(handler=sync(explain))
+
+
+def default_status_url(environ_port: str | None) -> str | None:
+    raw = environ_port or str(DEFAULT_HEALTH_PORT)
+    if not raw.isdigit() or not 0 < int(raw) <= 65535:
+        return None
+    return f"http://127.0.0.1:{int(raw)}/status"
+
+
+async def explain(args: argparse.Namespace) -> int:
+    url = args.url or default_status_url(os.environ.get(env_name("health_port")))
+    from topup_guard.health import fetch_status  # the health server's own client; lazy
+
+    status = await fetch_status(url, STATUS_TIMEOUT) if url else None
+    if status is not None:
+        emit(args, {"source": "status", "url": url, "status": status}, status_text(status))
+        return 0
+    settings = load_settings()
+    trail = await read_audit(settings)
+    if not trail.timelines:
+        err(f"nothing to explain: no guard answered at {url} and the ledger has no attempt yet")
+        return 1
+    latest = trail.timelines[-1]
+    text = (
+        f"No guard answered at {url}; the ledger's latest attempt "
+        f"({trail.store} ledger at {trail.location}):\n\n{timeline_text(latest)}"
+    )
+    data = {"source": "ledger", "url": url, "attempt": timeline_json(latest)}
+    emit(args, data, text)
+    return 0
+
+
+def _num(value: object, unit: str = "", digits: int = 4) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{value:.{digits}g}{unit}"
+    return f"{value}{unit}"
+
+
+def status_text(s: dict[str, Any]) -> str:
+    """The decision first, then each input it was made from."""
+    d, f, caps = s.get("decision"), s.get("forecast"), s.get("caps_used") or {}
+    out: list[str] = []
+    if d is None:
+        out.append("Decision: none yet (the guard has not finished its first poll)")
+    else:
+        action = d["action"] + (f" ×{d['count']}" if d.get("count", 0) > 1 else "")
+        out.append(f"Decision: {action}: {d['reason']}")
+        if d.get("blocked_by"):
+            out.append(f"  blocked by:     {d['blocked_by']} (wanted {d.get('wanted', 0)})")
+        out.append(f"  next poll in:   {_num(d.get('next_poll_in_s'), ' s', 3)}")
+        if d.get("projected_balance") is not None:
+            out.append(f"  projected:      EUR {d['projected_balance']} at the next chance to act")
+        if d.get("exhaustion_within_horizon"):
+            out.append("  exhaustion is forecast within the warning horizon")
+    out.append("Inputs:")
+    out.append(
+        f"  balance:        EUR {s.get('balance')} (read {_num(s.get('balance_age_s'), ' s', 3)}"
+        f" ago), auto-reload {_flag(s.get('auto_reload'), 'on', 'off')}"
+    )
+    if f is not None:
+        out.append(
+            f"  spend rate:     {_num(f['rate_eur_per_s'])} EUR/s (short "
+            f"{_num(f['rate_short_eur_per_s'])}, long {_num(f['rate_long_eur_per_s'])}, "
+            f"peak {_num(f['peak_rate_eur_per_s'])})"
+        )
+        tte = f.get("time_to_exhaustion_s")
+        out.append(
+            f"  dry in:         {'no spend seen' if tte is None else _num(tte, ' s', 3)} "
+            f"(confidence {_num(f.get('confidence'), '', 2)}, {f.get('samples')} samples)"
+        )
+    out.append(
+        f"  caps used:      {caps.get('topups_last_hour')} top-ups in the last hour; "
+        f"{caps.get('topups_last_day')} top-ups and EUR {caps.get('amount_last_day')} in the "
+        "last day"
+    )
+    out.append(
+        f"  breaker:        {s.get('breaker')}; this replica may spend: "
+        f"{_flag(s.get('may_spend'))}; dry run: {_flag(s.get('dry_run'))}"
+    )
+    conditions = s.get("conditions") or {}
+    for name, detail in conditions.items():
+        out.append(f"  condition:      {name}: {detail}")
+    last = s.get("last_topup")
+    if last is not None:
+        out.append(
+            f"Last top-up: #{last['attempt_id']} {last['outcome']}: {last.get('detail') or ''}"
+            f" (evidence {last.get('evidence') or 'none'})"
+        )
+    return "\n".join(out)
+
+
+def _flag(value: object, yes: str = "yes", no: str = "no") -> str:
+    if value is None:
+        return "unknown"
+    return yes if value is True else no if value is False else str(value)
