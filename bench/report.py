@@ -27,19 +27,43 @@ def backtest_section(result: TraceResult) -> str:
     r = result.report
     rows = [[label, *(fmt(r.policies[p]) for p in POLICIES)] for label, fmt in METRIC_ROWS]
     goals = "\n".join(f"- {g.verdict}: {g.name} ({g.detail})" for g in result.goals)
-    return "\n".join(
-        [
-            f"### {result.name}",
-            "",
-            f"{r.events} events over {r.duration_s / 3600:.2f} h, total_spend "
-            f"{r.total_spend:.2f} EUR, min_topups {r.min_topups}.",
-            "",
-            table(["", *POLICIES], rows),
-            "",
-            goals,
-            f"- Feasibility: {result.feasibility.line()}.",
-        ]
-    )
+    frontier = [
+        [f"poll_interval {row.value} s", f"{row.guard.api_calls_per_hour:.0f}",
+         f"{row.guard.mean_balance:.2f}", f"{row.guard.peak_balance:.2f}",
+         f"{row.guard.failed_spend:.2f}", str(row.guard.credits)]
+        for row in result.frontier
+    ]  # fmt: skip
+    if result.signal is not None:
+        g = result.signal
+        frontier.append(["signal on, poll_interval 300 s", f"{g.api_calls_per_hour:.0f}",
+                         f"{g.mean_balance:.2f}", f"{g.peak_balance:.2f}",
+                         f"{g.failed_spend:.2f}", str(g.credits)])  # fmt: skip
+    parts = [
+        f"### {result.name}",
+        "",
+        f"{r.events} events over {r.duration_s / 3600:.2f} h, total_spend "
+        f"{r.total_spend:.2f} EUR, min_topups {r.min_topups}.",
+        "",
+        table(["", *POLICIES], rows),
+        "",
+        table(["guard", "calls/h", "mean EUR", "peak EUR", "refused EUR", "credits"], frontier),
+        "",
+        goals,
+        f"- Feasibility: {result.feasibility.line()}.",
+    ]
+    if result.blind is not None:
+        b = result.blind
+        verdict = (
+            "polling at 60 s can see it in time"
+            if b.fits
+            else "polling alone cannot see it in time: the sender's signal is the answer"
+        )
+        parts.append(
+            f"- Polling bound: the most spent in any {b.window_s:g} s (a 60-s poll interval +"
+            f" latency + margin) is {b.peak_spend:.2f} EUR vs the headroom kept {b.buffer:.2f}"
+            f" EUR (floor + one top-up): {verdict}."
+        )
+    return "\n".join(parts)
 
 
 def throughput_section(runs: Sequence[Throughput]) -> str:

@@ -35,10 +35,13 @@ def test_a_missing_redis_server_fails_saying_how_to_install_it(
         redisproc.redis_binary()
 
 
-def test_make_test_brings_redis_and_helm_first() -> None:
+def test_make_test_brings_redis_promtool_and_helm_first() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test: .*\btest-deps\b", makefile, re.MULTILINE)
+    assert re.search(r"^check-deploy: .*\btest-deps\b", makefile, re.MULTILINE)
     script = (ROOT / "scripts" / "test-deps.sh").read_text()
-    assert "apt-get install -y -qq redis-server" in script
+    assert 'apt-get install -y -qq "$2"' in script
+    assert "deb redis-server redis-server" in script
+    assert "deb promtool prometheus" in script
     assert "scripts/get-helm.sh" in script
     assert "exit 1" in script

@@ -195,6 +195,7 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         account_label=settings.api_key or "",
         safe=safe,
         memory_file=MemoryFile.beside(settings.state_path),
+        inbox=inbox if settings.signal_port else None,
     )
     health = None
     if settings.health_port:

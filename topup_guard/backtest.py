@@ -37,6 +37,7 @@ from topup_guard.errors import (
 from topup_guard.events import Recorder
 from topup_guard.ledger.sqlite import SqliteLedger
 from topup_guard.model import Balance
+from topup_guard.signals.inbox import Signal, SignalInbox, SignalReading
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.refusals import SimRefusal
 from topup_guard.sim.scenario import Scenario
@@ -63,6 +64,8 @@ class PolicyResult:
     api_calls: int
     mean_balance: Decimal
     api_calls_per_hour: float
+    peak_balance: Decimal = Decimal(0)
+    credits: int = 0  # top-ups plus Vonage's own auto-reloads: every charge of the card
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,7 @@ class SampledClock(VirtualClock):
         super().__init__(start=0.0)
         self._account = account
         self.balance_time = Decimal(0)  # integral of balance over time, EUR·s
+        self.peak_balance = Decimal(account.balance)
         self._sampled_to = 0.0
 
     def advance(self, seconds: float) -> None:
@@ -189,7 +193,10 @@ class SampledClock(VirtualClock):
     def _step(self, t: float) -> None:
         self._account.advance_to(t)
         # Steps are always SAMPLE_STEP long (multiples of 5.0 are exact floats): one Decimal.
-        self.balance_time += self._account.balance * _SAMPLE_STEP_EUR_S
+        balance = self._account.balance
+        self.balance_time += balance * _SAMPLE_STEP_EUR_S
+        if balance > self.peak_balance:
+            self.peak_balance = balance
         self._sampled_to = t
 
     def mean_balance(self) -> Decimal:
@@ -207,6 +214,42 @@ class _SilentTracer(trace.NoOpTracer):
 
 
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+class SignalClock(SampledClock):
+    """A sampled clock that also plays the sender: each demand event's balance reaches the
+    guard's signal inbox ``latency`` seconds after it happened, waking the guard's sleep."""
+
+    def __init__(
+        self, account: SimAccount, trace: list[tuple[float, Decimal]], inbox: SignalInbox,
+        latency: float,
+    ) -> None:  # fmt: skip
+        super().__init__(account)
+        self._times = [t for t, _ in trace]
+        self._next = 0
+        self._inbox = inbox
+        self._latency = max(0.0, latency)
+        self.signals = 0
+
+    async def sleep(self, seconds: float, wake: asyncio.Event | None = None) -> bool:
+        if wake is not None and wake.is_set():
+            return True
+        end = self.now() + max(seconds, 0.0)
+        while self._next < len(self._times) and self._times[self._next] < self.now() - 1e-9:
+            self._next += 1
+        if self._next < len(self._times) and wake is self._inbox.wake:
+            event_t = self._times[self._next]
+            if event_t + self._latency <= end:
+                self.advance(max(0.0, event_t - self.now()))
+                self._account.advance_to(event_t)
+                reading = SignalReading(self.wall(), self._account.balance, trusted=True)
+                self.advance(self._latency)
+                self._next += 1
+                self.signals += 1
+                self._inbox.offer(Signal(readings=(reading,), successes=1))
+                await asyncio.sleep(0)
+                return True
+        return await super().sleep(seconds, wake)
 
 
 class InProcessAccount:
@@ -266,14 +309,26 @@ def _result(account: SimAccount, clock: SampledClock, topups: int, calls: int) -
         api_calls=calls,
         mean_balance=clock.mean_balance().quantize(Decimal("0.01")),
         api_calls_per_hour=round(calls / hours, 1),
+        peak_balance=clock.peak_balance.quantize(Decimal("0.01")),
+        credits=topups + len(account.autoreloads),
     )
 
 
 async def run_guard(
-    scenario: Scenario, trace: list[tuple[float, Decimal]], settings: Settings, end: float
+    scenario: Scenario,
+    trace: list[tuple[float, Decimal]],
+    settings: Settings,
+    end: float,
+    *,
+    signal: bool = False,
 ) -> PolicyResult:
     account = _account(scenario, trace)
-    clock = SampledClock(account)
+    inbox = SignalInbox() if signal and scenario.signal_latency_s is not None else None
+    clock: SampledClock = (
+        SignalClock(account, trace, inbox, scenario.signal_latency_s or 0.0)
+        if inbox is not None
+        else SampledClock(account)
+    )
     api = InProcessAccount(account, clock, scenario)
     ledger = SqliteLedger(":memory:", account=DEMO_API_KEY)
     engine = Engine(
@@ -283,6 +338,7 @@ async def run_guard(
         settings=settings,
         sink=Recorder(),
         tracer=_SilentTracer(),
+        inbox=inbox,
     )
     await engine.run(asyncio.Event(), until=end)
     clock.advance(max(0.0, end - clock.now()))
@@ -339,6 +395,10 @@ def backtest(
     end = trace[-1][0] + 1.0
     results: dict[str, PolicyResult] = {}
     results["guard"] = asyncio.run(run_guard(scenario, trace, settings, end))
+    if scenario.signal_latency_s is not None:
+        results["guard_with_signal"] = asyncio.run(
+            run_guard(scenario, trace, settings, end, signal=True)
+        )
     results["autoreload_only"] = run_autoreload_only(scenario, trace, end)
     results["threshold_poller"] = run_threshold_poller(scenario, trace, end)
     return BacktestReport(
@@ -360,11 +420,13 @@ METRIC_ROWS: list[tuple[str, Callable[[PolicyResult], str]]] = [
     ("api_calls", lambda r: str(r.api_calls)),
     ("api_calls per hour", lambda r: f"{r.api_calls_per_hour:.0f}"),
     ("mean_balance (EUR)", lambda r: f"{r.mean_balance:.2f}"),
+    ("peak_balance (EUR)", lambda r: f"{r.peak_balance:.2f}"),
+    ("credits (all charges)", lambda r: str(r.credits)),
 ]
 
 
 def render_table(report: BacktestReport) -> str:
-    cols = list(POLICIES)
+    cols = [p for p in (*POLICIES, "guard_with_signal") if p in report.policies]
     rows = METRIC_ROWS
     width = max(len(label) for label, _ in rows) + 2
     out = [" " * width + "".join(f"{c:>18}" for c in cols)]
@@ -375,4 +437,44 @@ def render_table(report: BacktestReport) -> str:
         f"trace: {report.events} events over {report.duration_s / 3600:.2f} h, total_spend "
         f"{report.total_spend:.2f} EUR, min_topups {report.min_topups}"
     )
+    return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRow:
+    value: str
+    guard: PolicyResult
+
+
+def sweep(
+    scenario: Scenario,
+    trace: list[tuple[float, Decimal]],
+    key: str,
+    values: list[str],
+    overrides: Mapping[str, str] | None = None,
+    *,
+    signal: bool = False,
+) -> list[SweepRow]:
+    """The guard alone under each value of one setting: the frontier an operator picks from."""
+    end = trace[-1][0] + 1.0
+    rows = []
+    for value in values:
+        settings = guard_settings(scenario, {**(overrides or {}), key: value})
+        rows.append(SweepRow(value, asyncio.run(run_guard(scenario, trace, settings, end,
+                                                          signal=signal))))  # fmt: skip
+    return rows
+
+
+def render_sweep(key: str, rows: list[SweepRow], fixed_poll_per_hour: float = 360.0) -> str:
+    header = f"{key:>14} {'calls/h':>9} {'vs 10-s poll':>13} {'mean EUR':>10} {'peak EUR':>10}"
+    header += f" {'refused EUR':>12} {'credits':>8}"
+    out = [header]
+    for r in rows:
+        g = r.guard
+        share = g.api_calls_per_hour / fixed_poll_per_hour
+        out.append(
+            f"{r.value:>14} {g.api_calls_per_hour:>9.0f} {share:>12.2f}x"
+            f" {g.mean_balance:>10.2f} {g.peak_balance:>10.2f} {g.failed_spend:>12.2f}"
+            f" {g.credits:>8}"
+        )
     return "\n".join(out)

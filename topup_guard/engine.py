@@ -13,6 +13,7 @@ doubt stays UNKNOWN in the ledger, for the next start (or lease holder) to settl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from decimal import Decimal
@@ -37,12 +38,14 @@ from topup_guard.events import (
 from topup_guard.ledger.base import Attempt, AttemptState, Ledger
 from topup_guard.memory_file import MemoryFile
 from topup_guard.model import Balance, BalanceSample
-from topup_guard.policy.credits import LatencyModel
+from topup_guard.policy.credits import LATE_WINDOWS, LatencyModel
 from topup_guard.policy.decide import Action, Decision, GuardState, PolicyParams, decide
 from topup_guard.policy.forecast import Forecast, SpendTracker
 from topup_guard.policy.memory import SLOT_S, BurstMemory
 from topup_guard.policy.readings import Judged, Kind, ReadingJudge
 from topup_guard.settling import Settlement
+from topup_guard.signal_feed import SignalFeed
+from topup_guard.signals.inbox import SignalInbox
 from topup_guard.status import GuardStatus
 from topup_guard.topup import AccountAPI, SafeTopUp, SendOutcome, TopUpRequest
 
@@ -74,6 +77,7 @@ class Engine:
         account_label: str = "",
         safe: SafeTopUp | None = None,
         memory_file: MemoryFile | None = None,
+        inbox: SignalInbox | None = None,
     ) -> None:
         self._api = api
         self._ledger = ledger
@@ -119,6 +123,12 @@ class Engine:
             configured_amount=settings.topup_amount,
             settle_window=settings.settle_window,
         )
+        self.feed = (
+            SignalFeed(inbox, clock, settings.max_plausible_balance) if inbox is not None else None
+        )
+        self._refused = 0  # out-of-credit refusals senders reported since the last success
+        self._last_state: GuardState | None = None
+        self._signal_poll_at = -math.inf  # when signals last brought a poll forward
         self._memory_file = memory_file
         self.memory = memory_file.load() if memory_file else BurstMemory()
         self._memory_saved_slot = -1
@@ -156,10 +166,63 @@ class Engine:
             next_at = max(next_at + next_in, self._clock.now())
             if until is not None:
                 next_at = min(next_at, max(until, self._clock.now()))
-            await self._clock.sleep(next_at - self._clock.now(), wake=stop)
+            if await self._sleep_until(next_at, stop):
+                next_at = self._clock.now()  # brought forward: the schedule restarts from here
         if self._memory_file is not None:
             self._memory_file.save(self.memory)
         self._sink.emit(Stopped(reason=reason))
+
+    async def _sleep_until(self, at: float, stop: asyncio.Event) -> bool:
+        """Sleep until ``at``; sender signals wake it, and may bring the poll forward (True)."""
+        if self.feed is None:
+            await self._clock.sleep(at - self._clock.now(), wake=stop)
+            return False
+        wake = self.feed.inbox.wake
+        relay = asyncio.ensure_future(_relay(stop, wake))
+        try:
+            while not stop.is_set() and self._clock.now() < at:
+                if not await self._clock.sleep(at - self._clock.now(), wake=wake):
+                    return False  # time is up: poll as planned
+                if stop.is_set():
+                    return False
+                if await self._on_signals():
+                    return True  # the signals say: look now
+            return False
+        finally:
+            relay.cancel()
+
+    async def _on_signals(self) -> bool:
+        """Take what senders reported; True when a get-balance read should come now."""
+        assert self.feed is not None
+        news = self.feed.take(self.tracker, self._believed)
+        if news.refusals:
+            self._refused += news.refusals
+        elif news.successes and self._refused:
+            self._refused = 0  # sending works again
+        if news.refusals:
+            log.warning("messages_refused", extra={"refusals": self._refused})
+            return True  # messages are being refused now: read the balance at once
+        now = self._clock.now()
+        if self._last_state is None or now - self._signal_poll_at < self.params.poll_min:
+            return False
+        watch = self.settlement.watch
+        state = dataclasses.replace(
+            self._last_state,
+            credit_in_flight=watch.confirmed_credit(),
+            doubt_credit=watch.doubt_credit(),
+            doubt_ends_in=self.settlement.doubt_ends_in(),
+        )
+        decision = decide(self.tracker.forecast(now), state, self.params, now)
+        if decision.action is Action.TOP_UP:
+            self._signal_poll_at = now  # confirm by one read; the cycle decides on that
+            return True
+        return False
+
+    def _signal_interval(self) -> float | None:
+        """The longer poll interval that applies while sender signals are flowing."""
+        if self.feed is None or not self.feed.flowing(2 * self.params.poll_interval):
+            return None
+        return self._settings.poll_interval_with_signal or self.params.poll_interval
 
     async def cycle(self, poll_delay: float = 0.0) -> float:
         """One poll cycle; returns seconds until the next one."""
@@ -207,6 +270,13 @@ class Engine:
                 next_in = self.params.poll_min  # look again soon: did it land, is more needed?
             elif decision.blocked_by == "dry_run" and decision.wanted > 0:
                 await self._record_dry_run(balance, forecast, decision)
+            slow = self._signal_interval()
+            if (
+                slow is not None
+                and decision.action is not Action.TOP_UP
+                and not any(not e.late for e in self.settlement.watch.in_flight())
+            ):
+                next_in = max(next_in, slow)  # the senders' answers watch the balance meanwhile
             return next_in
 
     # --- steps -------------------------------------------------------------------------------
@@ -234,13 +304,19 @@ class Engine:
         now = self._clock.now()
         sample = BalanceSample(now, balance.value)
         before = self.tracker.forecast(now)
-        rate = before.rate if before else 0.0
-        hint = max(rate, before.peak_rate) if before else 0.0
+        # The worst rate in view bounds the spend a credit step may have hidden: a burst the
+        # windows have not caught up with must not make a real credit look too small.
+        rate = max(before.rate, before.peak_rate) if before else 0.0
+        hint = rate
         explained = self._believed is not None and self.settlement.watch.explains(
             self._believed, sample, rate
         )
         self._held = False
-        for judged in self.judge.judge(sample, rise_explained=explained, rate_hint=hint):
+        corroborated = self._corroborated(sample)
+        judged_all = self.judge.judge(
+            sample, rise_explained=explained, rate_hint=hint, corroborated=corroborated
+        )
+        for judged in judged_all:
             await self._take(judged, rate)
         forecast = self.tracker.forecast(now)
         if forecast is not None:
@@ -250,6 +326,15 @@ class Engine:
         self.status.last_balance_at = now
         self.status.forecast = forecast
         return forecast
+
+    def _corroborated(self, sample: BalanceSample) -> bool:
+        """The senders' answers since the last poll already showed about this balance."""
+        if self.feed is None or self._believed is None:
+            return False
+        last_t, last_b = self.tracker.last_time(), self.tracker.last_balance()
+        if last_t is None or last_b is None or last_t <= self._believed.t:
+            return False  # no signal reading since the last poll
+        return abs(last_b - sample.balance) <= max(Decimal(1), abs(sample.balance) / 10)
 
     def _remember(self, forecast: Forecast) -> None:
         wall = self._clock.wall()
@@ -294,11 +379,13 @@ class Engine:
         """
         if not self._coord.may_spend() or self._believed is None:
             return
-        open_ = await self._ledger.unresolved()
-        if not open_:
+        wall = self._clock.wall()
+        recent = await self._ledger.since(wall - LATE_WINDOWS * self._settings.settle_window)
+        candidates = [*await self._ledger.unresolved(), *recent]
+        if not candidates:
             return
         rate = forecast.rate if forecast else 0.0
-        for event in await self.settlement.adopt(open_, self._believed, rate):
+        for event in await self.settlement.adopt(candidates, self._believed, rate):
             self._announce(event)
 
     async def _decide(
@@ -318,21 +405,25 @@ class Engine:
         )
         breaker = limits.breaker_open(use, self.limits, wall)
         in_flight = watch.in_flight()
-        unknown_amount = any(e.amount is None for e in in_flight)
+        # While the amount is unknown, one at a time: a credit of unknown size is on its way.
+        unknown = any(e.amount is None and e.mine for e in in_flight)
         state = GuardState(
             auto_reload=balance.auto_reload,
             topup_amount=amount,
             topups_allowed=limits.topups_allowed(use, self.limits, amount),
             breaker_open=breaker,
-            in_flight=bool(foreign) or unknown_amount,
+            in_flight=bool(foreign) or unknown,
             may_spend=self._coord.may_spend(),
             dry_run=self._settings.dry_run,
             credit_in_flight=watch.confirmed_credit(),
-            doubt_credit=sum((e.amount or Decimal(0) for e in watch.doubtful()), Decimal(0)),
+            doubt_credit=watch.doubt_credit(),
             doubt_ends_in=self.settlement.doubt_ends_in(),
             latency=self.latency.observed,
             remembered_rate=self.memory.expected(wall, wall + self._hold()),
+            blind_for=self.params.poll_min if self._signal_interval() is not None else None,
+            settling=any(not e.late for e in in_flight),
         )
+        self._last_state = state
         with self._tracer.start_as_current_span("decide") as span:
             decision = decide(forecast, state, self.params, self._clock.now())
             span.set_attribute("decision.action", decision.action.value)
@@ -478,6 +569,10 @@ class Engine:
             )
         if not self._coord.healthy:
             active[Condition.COORDINATION_DOWN] = "the shared store is unreachable: nobody spends"
+        if self._refused:
+            active[Condition.MESSAGES_REFUSED] = (
+                f"senders report {self._refused} message(s) refused for lack of credit"
+            )
         for text in self.settlement.missing.values():
             active[Condition.CREDIT_MISSING] = text
         if self._misread_detail is not None:
@@ -495,6 +590,12 @@ class Engine:
         # while coordination is down): N sidecars must not send N copies of every alert.
         if self.status.may_spend or not self._coord.healthy:
             self._sink.emit(ConditionsChanged(wall=self._clock.wall(), active=active))
+
+
+async def _relay(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """Wake the signal-aware sleep when a stop is requested."""
+    await stop.wait()
+    wake.set()
 
 
 def _finite(x: float) -> float:

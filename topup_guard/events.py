@@ -36,6 +36,7 @@ class Condition(StrEnum):
     CREDIT_MISSING = "credit_missing"  # Vonage confirmed a top-up; its credit never showed
     BALANCE_MISREAD = "balance_misread"  # an implausible or reverted balance answer was dropped
     ONE_OFF_DEBIT = "one_off_debit"  # a lump debit, kept out of the spend rate
+    MESSAGES_REFUSED = "messages_refused"  # senders report out-of-credit refusals right now
 
 
 class Outcome(StrEnum):

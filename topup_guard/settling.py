@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from topup_guard.clock import Clock
@@ -19,11 +19,14 @@ from topup_guard.events import Outcome, TopUpFinished
 from topup_guard.ledger.base import Attempt, AttemptState
 from topup_guard.model import BalanceSample
 from topup_guard.policy.credits import (
+    LATE_WINDOWS,
     PLAUSIBLE_MIN_TOPUP,
+    AmountBounds,
     CreditMatch,
     CreditWatch,
     InFlight,
     LatencyModel,
+    quantise,
 )
 from topup_guard.topup import (
     UNCONFIRMED_ACTION,
@@ -71,11 +74,20 @@ class Settlement:
         self.missing: dict[int, str] = {}  # confirmed attempts whose credit never showed
         self.autoreload_possible = autoreload_possible
         self._foreign_seen: set[int] = set()
+        self._adopted: set[int] = set()
+        self.bounds = AmountBounds()
 
     # --- amounts ---------------------------------------------------------------------------
     def amount(self) -> Decimal | None:
-        """The configured top-up amount, else the learnt one."""
-        return self._configured if self._configured is not None else self.learnt_amount
+        """The configured top-up amount, else the learnt one, else the least the credits seen
+        so far prove it to be (a rise is a lower bound: spend only lowers a balance); None
+        before any credit showed."""
+        if self._configured is not None:
+            return self._configured
+        if self.learnt_amount is not None:
+            return self.learnt_amount
+        low = self.bounds.low
+        return quantise(low) if low is not None and low >= PLAUSIBLE_MIN_TOPUP else None
 
     def learn_from_ledger(self, attempts: list[Attempt]) -> None:
         """After a restart: the latest amount a clean, confirmed step proved."""
@@ -147,6 +159,16 @@ class Settlement:
             if learn:
                 self.learnt_amount = m.credited
             evidence = ("api; clean step: " if m.clean else "api; ") + m.evidence
+            if not learn and m.alone and self._configured is None:
+                narrowed = self.bounds.add(m.low, m.high)
+                if narrowed is not None:
+                    self.learnt_amount = narrowed
+                    if m.low - Decimal("0.05") <= narrowed <= m.high + Decimal("0.05"):
+                        m = replace(m, credited=narrowed)
+                    evidence = (
+                        f"api; clean: the amount is {narrowed} EUR, the one whole euro every"
+                        f" confirmed credit so far allows; {m.evidence}"
+                    )
             detail = "Vonage confirmed the top-up and its credit showed in the balance"
         else:
             evidence = m.evidence
@@ -223,38 +245,56 @@ class Settlement:
     async def adopt(
         self, attempts: list[Attempt], cur: BalanceSample, rate: float
     ) -> list[TopUpFinished]:
-        """Take over unresolved attempts nobody else is settling (a crash, a dead holder).
+        """Take over attempts a process that is gone left unsettled (a crash, a dead holder):
+        unresolved ones (in doubt) and ones Vonage confirmed whose credit was not seen yet.
 
-        The reading recorded before the request and the reading now are two readings: a rise
-        between them proves a credit, as between consecutive ones. Without one, the attempt is
-        watched like a fresh ambiguous one until its window (from its creation) ends.
+        The earliest reading recorded before them and the reading now are two readings: a rise
+        between them proves credits, as between consecutive ones — spent across a gap of unknown
+        spend, so each is matched by a rise of at least half its amount, confirmed ones first.
+        What is not matched is watched like a fresh attempt until its window (from its creation)
+        ends.
         """
-        events: list[TopUpFinished] = []
         now, wall = self._clock.now(), self._clock.wall()
-        for a in attempts:
+        entries: list[tuple[Attempt, InFlight]] = []
+        for a in sorted(attempts, key=lambda x: x.attempt_id):
+            confirmed = (
+                a.state is AttemptState.SUCCEEDED and a.credited is None and a.evidence == "api"
+            )
+            if not (a.state.unresolved or confirmed) or a.attempt_id in self._adopted:
+                continue
             if a.attempt_id in self.watch or not self.owns_or_orphan(a):
                 continue
+            age = max(0.0, wall - a.created_wall)
+            if confirmed and age > LATE_WINDOWS * self._settle_window:
+                continue  # long settled one way or another; nothing left to learn
+            self._adopted.add(a.attempt_id)
             if a.state is AttemptState.PENDING:
                 a = await self.safe.settle(a, AttemptState.UNKNOWN,
                                            detail="found pending (the process that sent it is "
                                            "gone): verifying by balance")  # fmt: skip
-            age = max(0.0, wall - a.created_wall)
             sent_at = now - age
-            entry = InFlight(
+            window = self._settle_window if confirmed else self.latency.window()
+            entries.append((a, InFlight(
                 attempt_id=a.attempt_id,
                 amount=a.expected_amount or self.amount(),
                 sent_at=sent_at,
-                confirmed=False,
-                deadline=max(sent_at + self.latency.window(), now),
+                confirmed=confirmed,
+                deadline=max(sent_at + window, now),
                 baseline=a.balance_before,
-            )
-            probe = CreditWatch()
+            )))  # fmt: skip
+        if not entries:
+            return []
+        probe = CreditWatch()
+        for _, entry in entries:
             probe.add(entry)
-            verdict = probe.on_step(BalanceSample(sent_at, a.balance_before), cur, rate)
-            self.watch.add(entry)
-            if verdict.matches:
-                events.append(await self._settle_match(verdict.matches[0], cur))
-        return events
+        first = entries[0][1]
+        before = BalanceSample(first.sent_at, entries[0][0].balance_before)
+        verdict = probe.on_step(before, cur, rate, across_gap=True)
+        matched = {m.entry.attempt_id for m in verdict.matches}
+        for _, entry in entries:
+            if entry.attempt_id not in matched:
+                self.watch.add(entry)
+        return [await self._settle_match(m, cur) for m in verdict.matches]
 
     def observe_foreign(self, attempts: list[Attempt]) -> None:
         """Count the money of another live process's top-up (a CLI's) as on its way or in doubt,

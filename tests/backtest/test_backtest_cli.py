@@ -55,6 +55,8 @@ def test_prints_a_table_of_every_policy(
         "api_calls",
         "api_calls per hour",
         "mean_balance (EUR)",
+        "peak_balance (EUR)",
+        "credits (all charges)",
     ]
     assert rows[-1].startswith("trace: 600 events over 0.33 h, total_spend 60.00 EUR")
 

@@ -3,6 +3,7 @@ part of ``make test``; ``make bench`` runs it)."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,11 +16,17 @@ def test_bench_backtest_table_judges_every_goal(tmp_path: Path) -> None:
     trace = write_trace(tmp_path, steady_rows(seconds=1800), name="short.csv")
     result = backtest_table(trace, write_scenario(tmp_path))
     assert result.name == "short"
-    assert [g.verdict for g in result.goals] == ["PASS"] * 4, result.goals
+    assert len(result.goals) == 6
+    assert [g.verdict for g in result.goals] == ["PASS"] * 6, result.goals
+    assert [r.value for r in result.frontier] == ["10", "30", "60"]
+    assert result.signal is not None
     assert result.feasibility.fits
     text = backtest_section(result)
-    assert "| failed_spend (EUR) | 0.00" in text
-    assert "Feasibility: peak spend in any 7.3 s" in text
+    assert re.search(r"\| failed_spend \(EUR\) +\| 0\.00", text)
+    assert "| poll_interval 60 s" in text
+    assert "| signal on, poll_interval 300 s" in text
+    assert "Feasibility: peak spend in any 4.3 s" in text  # poll_min 2 + latency 2.3
+    assert "Polling bound:" in text
 
 
 def test_peak_spend_is_the_largest_total_in_any_window() -> None:

@@ -36,7 +36,10 @@ ALLOWED_WARN = re.compile(
     r" with api version monitoring.coreos.com/v1 "
 )
 # Money values are strings in the schema; --set would make "10" a number, so these use --set-string.
-MONEY = ("policy.minBalance=", "policy.maxDailyAmount=", "policy.topupAmount=")
+MONEY = (
+    "policy.minBalance=", "policy.maxDailyAmount=", "policy.topupAmount=", "policy.minHeadroom=",
+    "policy.maxBalance=", "policy.maxPlausibleBalance=",
+)
 CREDENTIALS = ["vonage.apiKey=abcd1234", "vonage.apiSecret=S3cret", "vonage.trx=abc123"]
 
 
@@ -326,6 +329,8 @@ EVERYTHING = [
     "slack.channel=#ops",
     "slack.webhookUrl=https://hooks.slack.com/services/T/B/X",
     "policy.topupAmount=50",
+    "policy.minHeadroom=25",
+    "policy.maxBalance=500",
     "notifications.accountName=Acme SMS",
     "notifications.environment=production",
     "notifications.webhook.url=https://ops.example.com/hook",

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from topup_guard.model import BalanceSample
 from topup_guard.policy.credits import (
+    CONFIRMED_SHARE,
     LATE_WINDOWS,
     PLAUSIBLE_MIN_TOPUP,
     TOLERANCE,
@@ -129,7 +130,7 @@ STEPS = [
     ),
     Step(
         "the amount may exceed the rise by the spend the credit hid",
-        # 0.5 EUR/s over 10 s, at twice the rate: up to 10 EUR hidden; a 10 EUR credit fits a rise of 5.
+        # 0.5 EUR/s over 10 s, at twice the rate: up to 10 EUR hidden; 10 EUR fits a rise of 5.
         (entry(1),),
         s(10, "20"),
         s(20, "25"),
@@ -137,6 +138,27 @@ STEPS = [
         (1,),
         ("10",),
         "0",
+    ),
+    Step(
+        "a confirmed credit is settled by a rise of half of it (a burst hid the rest)",
+        (entry(1, confirmed=True),),
+        s(10, "20"),
+        s(11, "25"),
+        0.0,
+        (1,),
+        ("10",),
+        "0",
+    ),
+    Step(
+        "an ambiguous credit must fit in rise plus hidden spend",
+        (entry(1, confirmed=False),),
+        s(10, "20"),
+        s(11, "25"),
+        0.0,
+        (),
+        (),
+        "5",
+        (1,),
     ),
     Step(
         "an amount larger than rise plus hidden spend is not settled",
@@ -349,7 +371,8 @@ def test_a_settled_entry_leaves_the_set_and_is_not_settled_twice() -> None:
 def test_a_wild_rate_neither_raises_nor_hides_unbounded_spend(rate: float) -> None:
     verdict = watch_of(entry(1, "1000000000000")).on_step(s(10, "5"), s(11, "6"), rate)
     assert verdict.rise == D(1)
-    assert verdict.matches == () or rate == 1e300  # only a finite rate may hide spend
+    assert verdict.matches == ()  # hidden spend is bounded (1e9 EUR), never inf or NaN
+    assert verdict.unexplained == D(1)
 
 
 # --- explains -----------------------------------------------------------------------------
@@ -392,6 +415,10 @@ amounts = st.one_of(st.none(), st.decimals(min_value="0.01", max_value="200", pl
     gap=st.floats(min_value=0, max_value=600),
     rate=st.floats(min_value=0, max_value=5),
 )
+# An unknown amount: explains() allows the tolerance on top of the plausible minimum, on_step not.
+@example(amount=None, before=D(10), rise=D("4.96"), gap=0.0, rate=0.0)
+# A confirmed credit: on_step takes a rise of half of it (CONFIRMED_SHARE), explains() not.
+@example(amount=D(10), before=D(20), rise=D(5), gap=1.0, rate=0.0)
 def test_a_rise_explains_accepts_is_one_on_step_settles(
     amount: Decimal | None, before: Decimal, rise: Decimal, gap: float, rate: float
 ) -> None:
@@ -408,7 +435,7 @@ def test_a_rise_explains_accepts_is_one_on_step_settles(
 
 
 def test_an_entry_leaves_the_in_flight_set_at_its_deadline_but_stays_matchable() -> None:
-    w = watch_of(entry(1, sent_at=0, deadline=10))
+    w = watch_of(entry(1, sent_at=0, deadline=10, confirmed=False))
     assert w.expire(9.99) == []
     assert [e.attempt_id for e in w.in_flight()] == [1]
     ended = w.expire(10.0)
@@ -438,17 +465,31 @@ def test_a_window_shorter_than_a_second_still_stays_matchable_a_while() -> None:
     assert 1 in w
 
 
-def test_confirmed_credit_counts_only_confirmed_entries_in_their_window() -> None:
+def test_a_late_confirmed_credit_is_still_counted_never_bought_again_on_a_timer() -> None:
+    w = watch_of(entry(1, sent_at=0, deadline=10, confirmed=True))
+    w.expire(10.0)
+    assert [(e.attempt_id, e.late) for e in w.in_flight()] == [(1, True)]
+    assert w.confirmed_credit() == D(10)
+
+
+def test_confirmed_credit_counts_confirmed_entries_late_or_not() -> None:
     w = watch_of(
         entry(1, "10", confirmed=True, deadline=100),
         entry(2, "20", confirmed=False, deadline=100),
         entry(3, "40", confirmed=True, deadline=5),
         entry(4, None, confirmed=True, deadline=100),
+        entry(5, None, confirmed=False, deadline=100),
     )
-    assert w.confirmed_credit() == D(50)
+    # An unknown amount counts as the least a top-up can be: never bought the same again.
+    assert w.confirmed_credit() == D(50) + PLAUSIBLE_MIN_TOPUP
+    assert w.doubt_credit() == D(20) + PLAUSIBLE_MIN_TOPUP
     w.expire(5.0)
-    assert w.confirmed_credit() == D(10)
-    assert [e.attempt_id for e in w.doubtful()] == [2]
+    assert w.confirmed_credit() == D(50) + PLAUSIBLE_MIN_TOPUP  # #3 late, still counted
+    assert [e.attempt_id for e in w.doubtful()] == [2, 5]
+    w.expire(100.0)
+    assert w.doubt_credit() == D(0)  # doubt ends with its window
+    w.expire(2000.0)  # forgotten LATE_WINDOWS windows later
+    assert (w.confirmed_credit(), w.doubt_credit()) == (D(0), D(0))
 
 
 def test_adding_an_entry_again_replaces_it() -> None:
@@ -555,3 +596,65 @@ def test_the_plausible_minimum_is_what_unknown_amounts_are_judged_by() -> None:
     at = watch_of(entry(1, None)).on_step(s(10, "5"), s(11, str(5 + PLAUSIBLE_MIN_TOPUP)), 0.0)
     assert below.matches == ()
     assert [m.credited for m in at.matches] == [PLAUSIBLE_MIN_TOPUP]
+
+
+entries_st = st.lists(
+    st.builds(
+        InFlight,
+        attempt_id=st.integers(min_value=1, max_value=10**6),
+        amount=st.one_of(st.none(), st.decimals(min_value="0.01", max_value="500", places=2)),
+        sent_at=st.floats(min_value=0, max_value=200),
+        confirmed=st.booleans(),
+        deadline=st.floats(min_value=0, max_value=400),
+        late=st.booleans(),
+        mine=st.booleans(),
+    ),
+    max_size=8,
+    unique_by=lambda e: e.attempt_id,
+)
+
+
+@given(
+    entries=entries_st,
+    before=st.decimals(min_value="-1e6", max_value="1e6", places=4),
+    change=st.decimals(min_value="-1e6", max_value="1e6", places=4),
+    t=st.floats(min_value=0, max_value=300),
+    gap=st.floats(min_value=0, max_value=600),
+    rate=st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_a_step_never_settles_more_than_it_can_hold(
+    entries: list[InFlight],
+    before: Decimal,
+    change: Decimal,
+    t: float,
+    gap: float,
+    rate: float,
+) -> None:
+    w = watch_of(*entries)
+    prev, cur = BalanceSample(t, before), BalanceSample(t + gap, before + change)
+    verdict = w.on_step(prev, cur, rate)
+    rise = max(D(0), change)
+    explained = sum((m.credited for m in verdict.matches), D(0))
+    assert verdict.rise == rise
+    assert verdict.unexplained >= 0
+    assert verdict.unexplained <= rise + D("0.005")  # quantised to the cent
+    assert explained + verdict.unexplained >= rise - TOLERANCE - D("0.01")
+    if rise == 0:
+        assert verdict.matches == ()
+    unknown = [m for m in verdict.matches if m.entry.amount is None]
+    assert len(unknown) <= 1
+    assert not unknown or len(verdict.matches) == 1  # an unknown amount takes a step alone
+    for m in verdict.matches:
+        assert m.entry.sent_at <= cur.t
+        assert m.entry.attempt_id not in w  # settled entries leave the set
+        assert m.latency >= 0
+        assert not m.clean or (len(verdict.matches) == 1 and prev.balance > 0)
+    hidden = D(repr(min(rate * gap * 2, 1e9))) if math.isfinite(rate) and rate > 0 else D(0)
+    # An unknown amount is rounded to the nearest whole euro: up to 0.50 EUR beyond the step.
+    rounding = D("0.5") if unknown else D("0.01")
+    room = rise + hidden + TOLERANCE + rounding
+    # A confirmed credit is settled by a rise of CONFIRMED_SHARE of it, whatever the bound.
+    confirmed = sum((m.credited for m in verdict.matches if m.entry.confirmed), D(0))
+    assert explained - confirmed <= room
+    assert confirmed <= max(room, rise / CONFIRMED_SHARE + D("0.01"))
+    assert len(w.entries) + len(verdict.matches) == len(entries)

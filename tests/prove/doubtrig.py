@@ -42,6 +42,7 @@ from topup_guard.vonage.client import VonageClient
 
 HTTP_TIMEOUT = 0.3  # real seconds; a held answer (``timeout_after``) is held longer than this
 NEVER = 1e9  # Vonage's own auto-reload check interval when a test wants none
+PostStep = Fault | Callable[[SimContext], None]
 
 
 def sim_fault(endpoint: str, kind: str, count: int = 1, **extra: Any) -> Fault:
@@ -173,6 +174,8 @@ class Outcome:
     unresolved: int
     settings: Settings
     charged_counted: Decimal  # the daily EUR cap's count at the end
+    wall: float  # the guard's wall clock at the end (for the cap windows)
+    peak_rate: Decimal  # the highest spend rate of the run (EUR/s)
 
     @property
     def account(self) -> Any:
@@ -195,6 +198,10 @@ class Outcome:
     def refused(self) -> Decimal:
         return Decimal(self.account.failed_spend)
 
+    def ctx_faults_left(self) -> int:
+        """Injected faults not yet met."""
+        return sum(int(f["count"]) for f in self.sim.app[CONTEXT].faults.active())
+
     def states(self) -> list[str]:
         return [a.state.value for a in self.attempts]
 
@@ -205,15 +212,18 @@ class Outcome:
         return [e for e in self.events.events if isinstance(e, PollCompleted)]
 
     def needed(self, initial: str, amount: str) -> int:
-        """Top-ups the spend needed to keep the balance at or above what the forecast asks for
-        at the end (floor + the spend over the longest lead time at the final rate)."""
+        """Top-ups the spend needed to keep, at the end, the level the policy is documented to
+        keep (``decide._headroom``): the floor plus the larger of the run's peak rate over a whole
+        poll interval + latency + margin, and ``TOPUP_GUARD_MIN_HEADROOM`` (default one top-up).
+        """
         st = self.settings
-        rate = Decimal(str(self.account.spend_rate_override or 0))
-        lead = Decimal(str(st.poll_interval + st.topup_latency + st.safety_margin))
+        hold = Decimal(str(st.poll_interval + st.topup_latency + st.safety_margin))
+        in_hand = st.min_headroom if st.min_headroom is not None else Decimal(amount)
+        reserve = max(self.peak_rate * hold, in_hand)
         spent = Decimal(self.account.served_spend) + Decimal(
             sum((d for _, d in self.account.debits), Decimal(0))
         )
-        short = spent + st.min_balance + rate * lead - Decimal(initial)
+        short = spent + st.min_balance + reserve - Decimal(initial)
         short -= Decimal(sum((a for _, a in self.account.autoreloads), Decimal(0)))
         return max(0, math.ceil(short / Decimal(amount)))
 
@@ -269,6 +279,7 @@ async def run(
     check_s: float = NEVER,
     credit_delay_s: float = 0.0,
     rewrite_topups: set[int] | None = None,
+    peak_rate: str | None = None,
 ) -> Outcome:
     """Run the guard ``seconds`` of virtual time against a fresh account spending ``rate``."""
     clock = VirtualClock(start=0.0)
@@ -296,7 +307,8 @@ async def run(
         unresolved = len(await ledger.unresolved())
         use = limits.usage(attempts, clock.wall(), assumed_amount=engine.settlement.amount())
         await ledger.close()
-        return Outcome(sim, attempts, events, engine, api, unresolved, st, use.amount_last_day)
+        return Outcome(sim, attempts, events, engine, api, unresolved, st, use.amount_last_day,
+                       clock.wall(), Decimal(peak_rate or rate))  # fmt: skip
     finally:
         if proxy is not None:
             await proxy.stop()

@@ -32,6 +32,9 @@ from topup_guard.sim.faults import parse_fault
 
 pytestmark = pytest.mark.slow
 FINAL = {"succeeded", "failed", "unconfirmed"}
+# These runs are about crashes: one top-up is what the balance needs, with no reserve beyond the
+# rate's headroom (the one-top-up reserve has its own tests).
+NO_RESERVE = {"min_headroom": "0"}
 
 
 def set_account(sim: RunningSimulator, balance: str, rate: str) -> None:
@@ -50,7 +53,7 @@ async def restart_until_healthy(
 ) -> Worker:
     """Start the worker again on the same ledger; wait until it has settled and stopped."""
     state = tmp_path / "ledger.db"
-    worker = Worker(worker_env(sim.url, state), tmp_path / "restart.log")
+    worker = Worker(worker_env(sim.url, state, **NO_RESERVE), tmp_path / "restart.log")
     try:
         await wait_for(
             "the restarted worker to settle",
@@ -76,7 +79,7 @@ async def restart_until_healthy(
 
 async def first_run(sim: RunningSimulator, tmp_path: Path, **extra: str) -> tuple[Worker, Path]:
     state = tmp_path / "ledger.db"
-    worker = Worker(worker_env(sim.url, state, **extra), tmp_path / "first.log")
+    worker = Worker(worker_env(sim.url, state, **NO_RESERVE, **extra), tmp_path / "first.log")
     return worker, state
 
 
@@ -92,9 +95,11 @@ async def test_kill_before_the_ledger_write(sim: RunningSimulator, tmp_path: Pat
         try:
             set_account(sim, "9", "0.05")  # below the floor and spending: a top-up is due
             low = calls(sim, "get-balance")
-            await wait_for("a low read", lambda: calls(sim, "get-balance") > low)
-            # The drop from 100 gives a spend rate at once, so this first low read decides a
-            # top-up and the loop blocks inside the ledger's begin(): polling stops.
+            await wait_for("a low read and its confirmation",
+                           lambda: calls(sim, "get-balance") > low + 1)  # fmt: skip
+            # The drop from 100 is held for one more read (money never moves on a single
+            # outlier); confirmed, it decides a top-up and the loop blocks inside the ledger's
+            # begin(): polling stops.
             stalled = calls(sim, "get-balance")
             await asyncio.sleep(2.0)  # four poll periods; the busy timeout is 10 s
             assert calls(sim, "get-balance") == stalled, "the worker must be blocked in begin()"

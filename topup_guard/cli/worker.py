@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,13 @@ def register(sub: Any) -> None:
         help="override a guard setting (lower-case name without TOPUP_GUARD_)",
     )
     bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.add_argument(
+        "--sweep",
+        metavar="KEY=V1,V2,...",
+        help="run the guard alone under each value of one setting and print the frontier "
+        "(API calls/h, mean and peak balance, refused demand, credits), e.g. "
+        "--sweep poll_interval=10,30,60",
+    )
     bt.add_argument(
         "--report",
         type=Path,
@@ -101,6 +110,8 @@ def _backtest(args: argparse.Namespace) -> int:
             raise BacktestInputError([f"--set {item!r}: expected KEY=VALUE (e.g. poll_min=2)"])
         overrides[key.strip()] = value.strip()
     scenario = load_scenario(args.scenario)  # ConfigError (exit 2) names the key or problem
+    if args.sweep is not None:
+        return _sweep(args, scenario, read_trace(args.trace), overrides)
     if args.report is not None:
         from topup_guard.report import check_target
 
@@ -121,6 +132,30 @@ def _backtest(args: argparse.Namespace) -> int:
         write(args.report, runs, report, scenario, settings.min_balance,
               table=render_table(report), notes=lines)  # fmt: skip
         print(f"report written to {args.report}", file=sys.stderr)
+    return 0
+
+
+def _sweep(
+    args: argparse.Namespace, scenario: Any, trace: list[Any], overrides: dict[str, str]
+) -> int:
+    from topup_guard.backtest import BacktestInputError, render_sweep, sweep
+
+    key, sep, raw = str(args.sweep).partition("=")
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    if not sep or not key.strip() or not values:
+        raise BacktestInputError(
+            [f"--sweep {args.sweep!r}: expected KEY=V1,V2,... (e.g. poll_interval=10,30,60)"]
+        )
+    rows = sweep(scenario, trace, key.strip(), values, overrides)
+    if args.json:
+        plain = [
+            {"value": r.value}
+            | {k: float(v) if isinstance(v, Decimal) else v for k, v in asdict(r.guard).items()}
+            for r in rows
+        ]
+        print(json.dumps({"key": key.strip(), "rows": plain}))
+    else:
+        print(render_sweep(key.strip(), rows))
     return 0
 
 

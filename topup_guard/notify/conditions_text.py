@@ -128,4 +128,14 @@ CONDITION_TEXT: dict[Condition, ConditionText] = {
         ),
         recovered="No one-off debit in the last ten minutes.",
     ),
+    Condition.MESSAGES_REFUSED: ConditionText(
+        icon="🚫",
+        title="Messages are being refused for lack of credit",
+        action=(
+            "Senders report out-of-credit refusals (SMS status 9, Messages API 1070): the guard "
+            "read the balance at once and tops up if its caps allow. If this lasts, add credit by "
+            "hand in the Vonage dashboard and check the other alerts."
+        ),
+        recovered="Senders report messages accepted again.",
+    ),
 }

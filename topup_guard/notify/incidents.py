@@ -40,6 +40,7 @@ CAUSES: Mapping[Condition, frozenset[Condition]] = {
     C.EXHAUSTION_FORECAST: frozenset({C.LOW_BALANCE}),
     C.LOW_BALANCE: frozenset(),
     C.CREDIT_MISSING: SYMPTOMS,  # money counted as on its way did not arrive
+    C.MESSAGES_REFUSED: frozenset(),  # the symptom senders see; grouped with what caused it
     C.BALANCE_MISREAD: frozenset(),  # a dropped answer: informational, its own group
     C.ONE_OFF_DEBIT: frozenset({C.LOW_BALANCE}),  # a lump can take the balance under the floor
 }
@@ -56,6 +57,7 @@ ROOT_ORDER = (
     C.BALANCE_MISREAD,
     C.EXHAUSTION_FORECAST,
     C.LOW_BALANCE,
+    C.MESSAGES_REFUSED,
 )
 # The conditions a failed (refused) or unconfirmed top-up leads to: a group holding one of them
 # tells the top-up; any other group is unrelated to it.

@@ -42,10 +42,10 @@ CENT = Decimal("0.01")
 PLAUSIBLE_MIN_TOPUP = Decimal("5")
 # Spend hidden in a gap is estimated at up to this multiple of the current rate (bursts).
 HIDDEN_SPEND_FACTOR = 2.0
+# A confirmed credit is matched by a rise of at least this share of it (spend hid the rest).
+CONFIRMED_SHARE = Decimal("0.5")
 # Matching tolerance: quantisation of the balance and the sub-cent prices.
 TOLERANCE = Decimal("0.05")
-# A step teaches the amount only when the hidden spend could change it by at most this share.
-CLEAN_SHARE = Decimal("0.05")
 # Verification of an ambiguous top-up lasts this many observed latencies.
 WINDOW_LATENCIES = 3.0
 # After its window an entry stays matchable this many windows more (a late credit).
@@ -76,6 +76,9 @@ class CreditMatch:
     latency: float  # seconds from sent_at to the reading that showed it (an upper bound)
     clean: bool  # one credit in a short gap above zero: good enough to learn the amount from
     evidence: str
+    low: Decimal = Decimal(0)  # the credit lies in [low, high] (one credit alone in its gap)
+    high: Decimal = Decimal(0)
+    alone: bool = True  # the only credit matched in its gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,49 @@ def snap_amount(low: Decimal, high: Decimal) -> Decimal:
     return quantise((low + high) / 2)
 
 
+def estimate_amount(rise: Decimal, rate: float, gap: float, hidden: Decimal) -> Decimal:
+    """The credit behind a rise, when its amount is unknown.
+
+    The balance moved by the credit minus everything spent in the gap, so the best estimate is
+    the rise plus the spend rate over the gap (never more than ``hidden``, its upper bound).
+    Payments are whole euros: the nearest one is taken when the estimate is within half the
+    hidden spend of it.
+    """
+    spent = Decimal(repr(max(0.0, rate) * max(0.0, gap))) if math.isfinite(rate) else 0
+    estimate = rise + min(Decimal(spent), hidden)
+    whole = estimate.to_integral_value(rounding=ROUND_HALF_UP)
+    slack = max(TOLERANCE * 5, hidden / 2)
+    return quantise(whole if abs(estimate - whole) <= slack else estimate)
+
+
+class AmountBounds:
+    """What confirmed credits say about the top-up amount, which Vonage keeps the same for every
+    top-up (the amount of the payment auto-reload was enabled on). Each credit alone in its gap
+    lies in ``[rise, rise + hidden spend]``; the amount lies in all of them, so their intersection
+    narrows with every top-up, and the amount is known once it holds one whole euro — even in a
+    burst, where no single step is precise."""
+
+    def __init__(self) -> None:
+        self.low: Decimal | None = None
+        self.high: Decimal | None = None
+
+    def add(self, low: Decimal, high: Decimal) -> Decimal | None:
+        """Narrow by one credit's interval; the amount once it is the only whole euro left.
+
+        A rise is a sure lower bound (spend only lowers the balance); the upper bound rests on
+        the spend-rate estimate, which a burst can outrun — so an upper bound below what the
+        rises already prove is the estimate's error, and is ignored rather than believed."""
+        self.low = low if self.low is None else max(self.low, low)
+        if high >= self.low:
+            self.high = high if self.high is None or self.high < self.low else min(self.high, high)
+        if self.high is None or self.high < self.low:
+            return None
+        wholes = _wholes(self.low - TOLERANCE, self.high + TOLERANCE)
+        if len(wholes) == 1 and wholes[0] >= PLAUSIBLE_MIN_TOPUP:
+            return quantise(wholes[0])
+        return None
+
+
 class LatencyModel:
     """How long confirmed credits take to show, from the account's own history."""
 
@@ -110,7 +156,10 @@ class LatencyModel:
         self._seen: deque[float] = deque(maxlen=_LATENCIES_KEPT)
 
     def observe(self, latency: float) -> None:
-        if math.isfinite(latency) and latency >= 0:
+        """Note how long a confirmed credit took to show. It is an upper bound (the time to the
+        reading that showed it), so one beyond the settle window says more about missing
+        readings than about Vonage, and is not learnt."""
+        if math.isfinite(latency) and 0 <= latency <= self.ceiling:
             self._seen.append(latency)
 
     @property
@@ -153,11 +202,24 @@ class CreditWatch:
         return tuple(self._entries)
 
     def in_flight(self) -> tuple[InFlight, ...]:
-        """Entries still within their window (the money the decision may count)."""
-        return tuple(e for e in self._entries if not e.late)
+        """The money the decision counts: entries within their window, and confirmed ones
+        past it. Vonage said those were applied: their lateness raises ``credit_missing``, but
+        buying them again on a timer is what turns a slow or misread balance into a storm, so
+        they are counted until forgotten (``LATE_WINDOWS`` windows later)."""
+        return tuple(e for e in self._entries if not e.late or e.confirmed)
 
     def confirmed_credit(self) -> Decimal:
-        return sum((e.amount or Decimal(0) for e in self.in_flight() if e.confirmed), Decimal(0))
+        """EUR confirmed and on its way; an unknown amount counts as the least a top-up can be
+        (so more is bought only if even more is needed, never the same again)."""
+        return sum(
+            (e.amount or PLAUSIBLE_MIN_TOPUP for e in self.in_flight() if e.confirmed), Decimal(0)
+        )
+
+    def doubt_credit(self) -> Decimal:
+        return sum(
+            (e.amount or PLAUSIBLE_MIN_TOPUP for e in self.in_flight() if not e.confirmed),
+            Decimal(0),
+        )
 
     def doubtful(self) -> tuple[InFlight, ...]:
         return tuple(e for e in self.in_flight() if not e.confirmed)
@@ -194,13 +256,18 @@ class CreditWatch:
                 return True
             if e.amount is not None and e.amount <= room:
                 return True
+            if e.amount is not None and e.confirmed and rise >= e.amount * CONFIRMED_SHARE:
+                return True  # as on_step settles it
         return False
 
-    def on_step(self, prev: BalanceSample, cur: BalanceSample, rate: float) -> StepVerdict:
+    def on_step(
+        self, prev: BalanceSample, cur: BalanceSample, rate: float, *, across_gap: bool = False
+    ) -> StepVerdict:
         """Settle what the step from ``prev`` to ``cur`` proves; matched entries leave the set.
 
         ``rate`` is the current spend estimate (EUR/s), used only to bound the spend the credit
-        hid in this gap.
+        hid in this gap. ``across_gap``: the two readings straddle a time the spend is unknown
+        for (a restart), so any entry is matched by a rise of at least half its amount.
         """
         rise = cur.balance - prev.balance
         if rise <= 0:
@@ -218,9 +285,19 @@ class CreditWatch:
             if e.amount is None:
                 if matched or rise + hidden < PLAUSIBLE_MIN_TOPUP:
                     continue  # an unknown amount takes a whole plausible step on its own
-                amount = snap_amount(rise, rise + hidden)
+                # From zero the spend in the gap was refused demand, not a rate: the rise is
+                # the best figure (and a sure lower bound).
+                spent_for = cur.t - prev.t if prev.balance > 0 else 0.0
+                amount = estimate_amount(rise, rate, spent_for, hidden)
             else:
-                if e.amount > room - explained:
+                left = room - explained
+                # A confirmed credit is certain to land: a rise of at least half of it is it,
+                # even when spend in the gap (a burst the rate has not caught up with) hid more
+                # than the bound allows. An ambiguous one must fit the bound.
+                fits = e.amount <= left
+                if not fits and not (
+                    e.confirmed and rise - explained >= e.amount * CONFIRMED_SHARE
+                ):
                     continue
                 amount = e.amount
             explained += amount
@@ -228,7 +305,7 @@ class CreditWatch:
             if e.amount is None:
                 break
         if len(matched) > 1:
-            matched = [replace(m, clean=False) for m in matched]
+            matched = [replace(m, clean=False, alone=False) for m in matched]
         for m in matched:
             self.discard(m.entry.attempt_id)
         unexplained = max(Decimal(0), rise - explained)
@@ -245,7 +322,10 @@ class CreditWatch:
         rise: Decimal,
         hidden: Decimal,
     ) -> CreditMatch:
-        clean = prev.balance > 0 and hidden <= rise * CLEAN_SHARE and rise > 0
+        # Clean: above zero, and the interval the credit must lie in holds one whole euro (the
+        # payment) and the amount, so the step tells the amount without doubt.
+        wholes = _wholes(rise - TOLERANCE, rise + hidden + TOLERANCE)
+        clean = prev.balance > 0 and rise > 0 and len(wholes) == 1 and wholes[0] == amount
         low, high = quantise(rise), quantise(rise + hidden)
         when = "late, " if e.late else ""
         evidence = (
@@ -261,7 +341,22 @@ class CreditWatch:
             latency=max(0.0, cur.t - e.sent_at),
             clean=clean,
             evidence=evidence,
+            low=rise,
+            # From zero, the demand refused before the credit took its share unseen: no bound.
+            high=rise + hidden if prev.balance > 0 else Decimal("1e12"),
         )
+
+
+def _wholes(low: Decimal, high: Decimal) -> list[Decimal]:
+    """The whole euros in ``[low, high]`` (at most a few; an empty list for a wide interval)."""
+    first = low.to_integral_value(rounding="ROUND_CEILING")
+    if high - first > 3:
+        return [first, first + 1, first + 2, first + 3, first + 4]  # too wide: not one
+    out = []
+    while first <= high:
+        out.append(first)
+        first += 1
+    return out
 
 
 def _hidden_spend(rate: float, gap: float) -> Decimal:

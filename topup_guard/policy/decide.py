@@ -69,6 +69,7 @@ _BLOCKER_TEXT = {
     "caps": "the top-up caps are used up",
     "dry_run": "dry run",
     "max_balance": "TOPUP_GUARD_MAX_BALANCE binds",
+    "in_doubt": "a top-up is in doubt and TOPUP_GUARD_ON_DOUBT=wait",
 }
 # Blockers that mean the guard could not act later either (not just "someone else will").
 _CANNOT_ACT_LATER = frozenset({"auto_reload_off", "breaker", "caps", "dry_run"})
@@ -125,6 +126,11 @@ class GuardState:
     doubt_ends_in: float | None = None  # seconds until the last doubtful attempt is settled
     latency: float | None = None  # the learnt credit latency, when it exceeds topup_latency
     remembered_rate: float = 0.0  # EUR/s this time of day brought on earlier days (burst memory)
+    settling: bool | None = None  # credits expected to show soon: poll fast to see them (None:
+    # whenever credit_in_flight > 0; False for confirmed credits long overdue, still counted)
+    blind_for: float | None = None  # longest the guard goes unseeing; None: a poll interval.
+    # Shorter while sender signals flow: every answer shows the balance, so the headroom need
+    # only cover the time to react to one.
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +176,8 @@ def _credit_counted(
     burst = max(f.rate, f.peak_rate)
     balance_now = f.balance - _money(f.rate * elapsed) + counted
     to_floor = time_to_level(balance_now, params.min_balance, burst)
-    if to_floor <= ends + params.topup_latency + params.safety_margin:
+    credit_takes = max(params.topup_latency, state.latency or 0.0)
+    if to_floor <= ends + credit_takes + params.safety_margin:
         return (
             counted,
             note
@@ -211,7 +218,8 @@ def decide(
         return _decision(Action.NOTHING, reason, params.poll_min, exhaustion=False, projected=None)
     f = forecast
     elapsed = max(0.0, now - f.t)
-    waiting = state.in_flight or state.credit_in_flight > 0 or state.doubt_ends_in is not None
+    settling = state.credit_in_flight > 0 if state.settling is None else state.settling
+    waiting = state.in_flight or settling or state.doubt_ends_in is not None
     poll = params.poll_min if waiting else next_poll(f, params, now)
     lead = lead_time(params, poll, state.latency)
     counted, doubt_note, despite = _credit_counted(f, state, params, elapsed)
@@ -257,6 +265,10 @@ def decide(
     wanted = max(for_floor, for_headroom, 1)
     room = _room(params, available, state.topup_amount)
     blocker = _blocker(state)
+    in_doubt = state.doubt_ends_in is not None
+    if blocker is None and in_doubt and params.on_doubt == "wait":
+        blocker = "in_doubt"  # the cautious mode: nothing new while a top-up is in doubt
+    despite = despite or (blocker is None and in_doubt)  # a new attempt beside the doubtful one
     if blocker is None and not urgent and room is not None and room < 1:
         blocker = "max_balance"
     headroom_text = (
@@ -312,8 +324,8 @@ def _headroom(f: Forecast, state: GuardState, params: PolicyParams) -> tuple[flo
     spend in ``hold`` — and at least ``min_headroom`` (by default one top-up amount: the unit of
     money the guard moves, so a burst of that size inside one poll interval is absorbed unseen).
     """
-    hold = params.poll_interval + max(params.topup_latency, state.latency or 0.0)
-    hold += params.safety_margin
+    blind = params.poll_interval if state.blind_for is None else state.blind_for
+    hold = blind + max(params.topup_latency, state.latency or 0.0) + params.safety_margin
     burst = max(f.rate, f.peak_rate, state.remembered_rate)
     cover = _money(burst * hold)
     floor_in_hand = params.min_headroom if params.min_headroom is not None else state.topup_amount

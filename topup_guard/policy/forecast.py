@@ -188,6 +188,13 @@ class SpendTracker:
             return self._last_credit
         return None
 
+    def last_time(self) -> float | None:
+        """Clock time of the newest sample, or None before the first."""
+        return self._long[-1].t if self._long else None
+
+    def last_balance(self) -> Decimal | None:
+        return self._long[-1].balance if self._long else None
+
     def last_credit(self) -> Credit | None:
         """The most recent rise seen, kept even after it leaves the window."""
         return self._last_credit

@@ -37,12 +37,17 @@ from topup_guard.model import BalanceSample
 # A drop is an outlier only when it is at least this many EUR (smaller ones are noise) ...
 LUMP_MIN_EUR = Decimal("1")
 # ... and this many times what the robust recent rate explains in the gap.
-LUMP_FACTOR = 8.0
+LUMP_FACTOR = 4.0
 MAD_SIGMAS = 4.0  # plus this many robust standard deviations
 # A held drop followed by a gap faster than this multiple of the recent rate is a burst.
 BURST_FACTOR = 3.0
+BURST_SHARE = 0.2  # ... and at least this share of the held drop's own pace
 MIN_GAP = 1.0  # seconds: as in the forecast, a tiny gap is not a huge rate
-MIN_HISTORY = 4  # gaps needed before anything is judged an outlier
+MIN_HISTORY = 4  # gaps needed before the robust baseline judges outliers
+START_SHARE = Decimal("0.5")
+RISE_NOISE = Decimal(
+    "0.01"
+)  # below a cent, a rise is rounding  # before that, a drop of this share of the balance is held
 # A held reading is settled by the next reading that *moves*: balances may update in batches,
 # so a reading a second later that shows no change says nothing yet. Held at most this long.
 HOLD_LIMIT_S = 15.0
@@ -101,11 +106,17 @@ class ReadingJudge:
 
     # --- judging ---------------------------------------------------------------------------
     def judge(
-        self, sample: BalanceSample, *, rise_explained: bool = False, rate_hint: float = 0.0
+        self,
+        sample: BalanceSample,
+        *,
+        rise_explained: bool = False,
+        rate_hint: float = 0.0,
+        corroborated: bool = False,
     ) -> list[Judged]:
         """The verdicts this reading settles, oldest first (a held reading is settled by the
         next one, so two verdicts can come at once). ``rise_explained``: a credit in flight
-        accounts for a rise to this reading."""
+        accounts for a rise to this reading; ``corroborated``: other evidence (the senders'
+        answers) already showed this level, so a drop to it is no outlier."""
         value = sample.balance
         if not value.is_finite() or abs(value) > self.max_balance or not math.isfinite(sample.t):
             self.misreads += 1
@@ -117,7 +128,9 @@ class ReadingJudge:
             return self._settle_held(sample, rise_explained, rate_hint)
         if self.last is None:
             return [self._believe(sample, Kind.BELIEVED)]
-        outlier = self._outlier(self.last, sample, rise_explained, rate_hint)
+        outlier = (
+            "" if corroborated else self._outlier(self.last, sample, rise_explained, rate_hint)
+        )
         if outlier:
             self.held, self._held_why = sample, outlier
             return [Judged(sample, Kind.HELD, outlier)]
@@ -128,11 +141,21 @@ class ReadingJudge:
     ) -> str:
         delta = cur.balance - prev.balance
         if delta > 0:
-            if rise_explained or delta < LUMP_MIN_EUR or self.baseline() is None:
+            # Spend only lowers a balance: a rise nothing explains is a credit nobody announced
+            # (a refund, Vonage's auto-reload) or an old answer (a cache, a reordered reply).
+            # The next reading tells which, whatever its size.
+            if rise_explained or delta < RISE_NOISE:
                 return ""
             return f"a rise of {delta:.2f} EUR that no top-up in flight explains"
         threshold = self.drop_threshold(cur.t - prev.t, rate_hint)
-        if threshold is not None and -delta > threshold:
+        if threshold is None:
+            # No history to judge by (start-up): a drop of half the balance or more in one gap
+            # is confirmed before it can become a rate; one glitch must not buy a storm.
+            threshold = max(LUMP_MIN_EUR, abs(prev.balance) * START_SHARE)
+            if -delta >= threshold:
+                return f"a drop of {-delta:.2f} EUR before there is any history to judge it by"
+            return ""
+        if -delta > threshold:
             return f"a drop of {-delta:.2f} EUR, far beyond the recent spend"
         return ""
 
@@ -163,11 +186,16 @@ class ReadingJudge:
         return [dropped, *self.judge(sample, rise_explained=rise_explained, rate_hint=rate_hint)]
 
     def _continues_fast(self, held: BalanceSample, nxt: BalanceSample) -> bool:
+        """A burst goes on at a pace like the held drop's (and beyond the usual); a lump is
+        followed by spend far slower than itself."""
+        prev = self.last
         base = self.baseline()
         mid = base[0] if base else 0.0
-        gap = max(nxt.t - held.t, MIN_GAP)
-        rate = float(held.balance - nxt.balance) / gap
-        return rate > BURST_FACTOR * mid and rate > 0
+        rate = float(held.balance - nxt.balance) / max(nxt.t - held.t, MIN_GAP)
+        held_rate = (
+            float(prev.balance - held.balance) / max(held.t - prev.t, MIN_GAP) if prev else 0
+        )
+        return rate > 0 and rate > BURST_FACTOR * mid and rate >= held_rate * BURST_SHARE
 
     def _believe(self, sample: BalanceSample, kind: Kind, why: str = "") -> Judged:
         prev = self.last
@@ -175,7 +203,8 @@ class ReadingJudge:
             drop = prev.balance - sample.balance
             if kind is Kind.LUMP:
                 self.lumps = [*self.lumps[-9:], (sample.t, drop)]
-            elif drop >= 0:
+            elif drop >= 0 and prev.balance != 0 and sample.balance != 0:
+                # (At zero, demand is refused, not spent: no rate to learn from that gap.)
                 self._rates.append(float(drop) / max(sample.t - prev.t, MIN_GAP))
         self.last = sample
         return Judged(sample, kind, why)

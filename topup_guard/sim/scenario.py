@@ -40,13 +40,16 @@ class Scenario:
     bursts: tuple[Burst, ...] = ()
     repeat_every: float | None = None
     subaccounts: tuple[dict[str, Any], ...] = field(default=())
+    signal_latency_s: float | None = None
+    """Backtest only: every demand event also reaches the guard as a sender's balance signal,
+    this many seconds later (``"signal": {"latency_s": 0.2}``); None: polling alone."""
 
     @classmethod
     def from_dict(cls, data: object, *, source: str = "scenario") -> Scenario:
         """Validate and convert parsed JSON (money as Decimal); ConfigError names every problem."""
         if not isinstance(data, dict):
             raise ConfigError([f"{source}: must be a JSON object"])
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"signal_latency_s"} | {"signal"}
         problems = [f"{source}: unknown key '{k}'" for k in data if k not in known]
         problems += [
             f"{source}: missing key '{k}'"
@@ -63,6 +66,11 @@ class Scenario:
     @classmethod
     def _convert(cls, data: dict[str, Any]) -> Scenario:
         values = dict(data)
+        signal = values.pop("signal", None)
+        if signal is not None:
+            if not isinstance(signal, dict) or set(signal) - {"latency_s"}:
+                raise ValueError('signal: must be an object like {"latency_s": 0.2}')
+            values["signal_latency_s"] = _number("signal.latency_s", signal.get("latency_s", 0.2))
         for key in ("initial_balance", "topup_amount", "autoreload_threshold", "message_price"):
             if key in values:
                 values[key] = _money(key, values[key])
