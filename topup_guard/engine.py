@@ -307,7 +307,9 @@ class Engine:
         # The worst rate in view bounds the spend a credit step may have hidden: a burst the
         # windows have not caught up with must not make a real credit look too small.
         rate = max(before.rate, before.peak_rate) if before else 0.0
-        hint = rate
+        # Outliers are judged against the sustained rate, not the peak: one glitched gap must
+        # not widen what the next gap may do unheld.
+        hint = before.rate if before else 0.0
         explained = self._believed is not None and self.settlement.watch.explains(
             self._believed, sample, rate
         )

@@ -214,6 +214,8 @@ class Instruments:
             self.poll_failures.add(0, {"error_type": kind})
         for result in SLACK_RESULTS:
             self.slack_messages.add(0, {"result": result})
+            for channel in ("slack", "webhook", "pagerduty"):
+                self.notifications.add(0, {"channel": channel, "result": result})
         # An answered call's status is only known from the answer; a call with no answer is
         # known in advance: status "none", kind timeout or connection.
         for endpoint, method in GUARD_CALLS:

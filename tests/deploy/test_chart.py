@@ -37,8 +37,12 @@ ALLOWED_WARN = re.compile(
 )
 # Money values are strings in the schema; --set would make "10" a number, so these use --set-string.
 MONEY = (
-    "policy.minBalance=", "policy.maxDailyAmount=", "policy.topupAmount=", "policy.minHeadroom=",
-    "policy.maxBalance=", "policy.maxPlausibleBalance=",
+    "policy.minBalance=",
+    "policy.maxDailyAmount=",
+    "policy.topupAmount=",
+    "policy.minHeadroom=",
+    "policy.maxBalance=",
+    "policy.maxPlausibleBalance=",
 )
 CREDENTIALS = ["vonage.apiKey=abcd1234", "vonage.apiSecret=S3cret", "vonage.trx=abc123"]
 

@@ -428,7 +428,9 @@ def test_a_rise_explains_accepts_is_one_on_step_settles(
     e = InFlight(1, amount, sent_at=0.0, confirmed=True, deadline=60.0)
     explained = watch_of(e).explains(prev, cur, rate)
     settled = bool(watch_of(e).on_step(prev, cur, rate).matches)
-    assert explained == settled
+    # Explained means believed at once, so it must be settled; a rise the entries cannot all
+    # account for (far more than is on its way) is held first, though a step may still settle it.
+    assert settled or not explained
 
 
 # --- expire -------------------------------------------------------------------------------

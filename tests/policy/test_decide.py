@@ -123,12 +123,17 @@ def test_count_restores_the_headroom_for_a_full_poll_interval(
     d = decide(fc(balance, rate), state(topup_amount=topup, topups_allowed=30), PARAMS, 0.0)
     assert d.action is Action.TOP_UP
     assert d.wanted == wanted
-    assert d.count == wanted
+    # Bought now: what the floor needs, plus one for the headroom; the rest after the next
+    # reading has confirmed the rate (one fast gap must not buy a dozen).
+    projected = Decimal(balance) - Decimal(str(rate * 40))
+    floor_need = 0 if topup is None else max(0, math.ceil((10 - projected) / topup))
+    assert d.count == min(wanted, max(floor_need, 1) + 1)
 
 
 def test_tops_up_more_than_once_on_a_burst_exceeding_one_top_up() -> None:
     d = decide(fc("60", 5.0, peak=8.0), state(topups_allowed=30), PARAMS, 0.0)
-    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 15, 15)  # (10 + 8 * 95 - 60) / 50
+    # Wanted (10 + 8 * 95 - 60) / 50; bought now: the floor's 3, plus one for the headroom.
+    assert (d.action, d.count, d.wanted) == (Action.TOP_UP, 4, 15)
     assert d.next_poll_in == PARAMS.poll_min
 
 

@@ -19,10 +19,9 @@ import pytest
 
 from tests.prove.conftest import Tally
 from tests.prove.netrig import READ_FAILS, Fault, RunResult, fault, run_guard
-from topup_guard.sim.faults import READING_KINDS
 from topup_guard import retry
 from topup_guard.events import PollFailed
-from topup_guard.sim.faults import FAULT_KINDS
+from topup_guard.sim.faults import FAULT_KINDS, READING_KINDS
 
 ENDPOINTS = ("get-balance", "top-up")
 BURST = {kind: 3 + i % 3 for i, kind in enumerate(FAULT_KINDS)}  # 3, 4 or 5 in a row

@@ -60,6 +60,9 @@ def guard_env(
         TOPUP_GUARD_POLL_MIN="0.5",
         TOPUP_GUARD_POLL_INTERVAL="1",
         TOPUP_GUARD_SETTLE_WINDOW="3",
+        # One top-up is what a low balance needs in these runs: no reserve beyond the rate's
+        # headroom (the one-top-up reserve has its own tests).
+        TOPUP_GUARD_MIN_HEADROOM="0",
         TOPUP_GUARD_HTTP_TIMEOUT="5",
         TOPUP_GUARD_HEALTH_HOST="127.0.0.1",
         TOPUP_GUARD_HEALTH_PORT=str(health_port),

@@ -200,11 +200,13 @@ async def test_the_worker_leaks_no_secret_through_any_output(
         # 2. a refused payment: FAILED (the guard may then succeed on its own)
         await sim_post(sim, "/_sim/control", {"balance": "5", "fail_payments": 1})
         await _count(guard, "topup_failed", 1)
-        await until(lambda: sim.account.balance > 10, timeout=10)
+        await until(lambda: sim.account.balance > 10, timeout=20)
+        # ... and the guard has seen that credit (else the drop below would hide it).
+        await _count(guard, "topup_succeeded", 2, timeout=20)
         # 3. a 500 before Vonage applied it: UNCONFIRMED after the settle window
         await sim_post(sim, "/_sim/faults", {"endpoint": "top-up", "kind": "error_500_before"})
         await sim_post(sim, "/_sim/control", {"balance": "5"})
-        await _count(guard, "topup_unconfirmed", 1, timeout=15)
+        await _count(guard, "topup_unconfirmed", 1, timeout=30)
         for path in ("/status", "/metrics", "/livez", "/readyz"):
             code, body = await get(f"http://127.0.0.1:{port}{path}")
             http[path] = f"{code} {body}"

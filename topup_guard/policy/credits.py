@@ -40,7 +40,7 @@ CENT = Decimal("0.01")
 # several EUR (an assumption: no source states the minimum). A smaller rise is a refund, a rounding
 # of the balance, or a misread; it never settles an attempt of unknown amount or teaches one.
 PLAUSIBLE_MIN_TOPUP = Decimal("5")
-# Spend hidden in a gap is estimated at up to this multiple of the current rate (bursts).
+# Spend hidden in a gap is bounded by this multiple of the worst rate in view (its peak).
 HIDDEN_SPEND_FACTOR = 2.0
 # A confirmed credit is matched by a rise of at least this share of it (spend hid the rest).
 CONFIRMED_SHARE = Decimal("0.5")
@@ -209,17 +209,15 @@ class CreditWatch:
         return tuple(e for e in self._entries if not e.late or e.confirmed)
 
     def confirmed_credit(self) -> Decimal:
-        """EUR confirmed and on its way; an unknown amount counts as the least a top-up can be
-        (so more is bought only if even more is needed, never the same again)."""
+        """EUR confirmed and on its way, overdue or not; an unknown amount counts as the least
+        a top-up can be (so more is bought only if even more is needed, never the same again)."""
         return sum(
             (e.amount or PLAUSIBLE_MIN_TOPUP for e in self.in_flight() if e.confirmed), Decimal(0)
         )
 
     def doubt_credit(self) -> Decimal:
-        return sum(
-            (e.amount or PLAUSIBLE_MIN_TOPUP for e in self.in_flight() if not e.confirmed),
-            Decimal(0),
-        )
+        """EUR that may or may not arrive: ambiguous attempts in their window."""
+        return sum((e.amount or PLAUSIBLE_MIN_TOPUP for e in self.doubtful()), Decimal(0))
 
     def doubtful(self) -> tuple[InFlight, ...]:
         return tuple(e for e in self.in_flight() if not e.confirmed)
@@ -249,6 +247,11 @@ class CreditWatch:
             return False
         hidden = _hidden_spend(rate, max(0.0, cur.t - prev.t))
         room = rise + hidden + TOLERANCE
+        candidates = [e for e in self._entries if e.sent_at <= cur.t]
+        if all(e.amount is not None for e in candidates):
+            most = sum((e.amount or Decimal(0) for e in candidates), Decimal(0))
+            if rise > most + hidden + TOLERANCE + PLAUSIBLE_MIN_TOPUP:
+                return False  # more than every credit on its way could add: something else
         for e in self._entries:
             if e.sent_at > cur.t:
                 continue

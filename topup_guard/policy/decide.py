@@ -283,6 +283,10 @@ def decide(
         if room is not None and count > max(room, for_floor, 1 if urgent else 0):
             count = max(room, for_floor, 1 if urgent else 0)
             capped = f" (wanted {wanted}; TOPUP_GUARD_MAX_BALANCE allows {count})"
+        step = max(for_floor, 1) + 1  # the floor's need at once, the headroom one more a time
+        if count > step:
+            count = step
+            capped = f" (wanted {wanted}; {step} now, more once the next reading confirms the rate)"
         if count > 1 and f.confidence < THIN_CONFIDENCE:
             count = 1
             capped = f" (wanted {wanted}; one at a time: few readings yet, confidence"

@@ -50,7 +50,7 @@ RISE_NOISE = Decimal(
 )  # below a cent, a rise is rounding  # before that, a drop of this share of the balance is held
 # A held reading is settled by the next reading that *moves*: balances may update in batches,
 # so a reading a second later that shows no change says nothing yet. Held at most this long.
-HOLD_LIMIT_S = 15.0
+HOLD_LIMIT_S = 6.0
 _GAPS_KEPT = 32
 DEFAULT_MAX_BALANCE = Decimal("10000000")
 
@@ -140,6 +140,10 @@ class ReadingJudge:
         self, prev: BalanceSample, cur: BalanceSample, rise_explained: bool, rate_hint: float
     ) -> str:
         delta = cur.balance - prev.balance
+        if cur.balance <= 0 < prev.balance and -delta >= LUMP_MIN_EUR:
+            # Empty is the reading that buys the most, and the favourite of glitches (0,
+            # -1e-7): a second reading confirms it (at once if it is empty too).
+            return f"a drop of {-delta:.2f} EUR to an empty balance"
         if delta > 0:
             # Spend only lowers a balance: a rise nothing explains is a credit nobody announced
             # (a refund, Vonage's auto-reload) or an old answer (a cache, a reordered reply).
@@ -170,7 +174,7 @@ class ReadingJudge:
             self.held = held
             self.stale += 1
             return [Judged(sample, Kind.STALE, "older than the held reading")]
-        if sample.balance == held.balance and sample.t - held.t < HOLD_LIMIT_S:
+        if sample.balance == held.balance and held.balance > 0 and sample.t - held.t < HOLD_LIMIT_S:
             self.held = held  # no movement yet: keep waiting for one that tells
             return [Judged(sample, Kind.HELD, f"{self._held_why}; no movement yet")]
         # Which level does the new reading continue: the held one, or the one before it?

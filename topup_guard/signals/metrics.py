@@ -44,9 +44,15 @@ class SignalInstruments:
             description="Accepted signals waiting to be handed to the engine.",
         )
 
+        # At 0 from the start, like every other counter: the first reject is an increase.
+        for kind in KINDS:
+            self.received.add(0, {"kind": kind})
+        for reason in REASONS:
+            self.rejected.add(0, {"reason": reason})
+
     def _observe_depth(self, options: CallbackOptions) -> Iterable[Observation]:
         source = self.depth_source
-        return [Observation(source())] if source is not None else []
+        return [Observation(source() if source is not None else 0)]
 
     def count_received(self, kind: str) -> None:
         self.received.add(1, {"kind": kind if kind in KINDS else "other"})
