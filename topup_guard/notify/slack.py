@@ -88,15 +88,17 @@ class SlackNotifier:
         on_dropped: Hook | None = None,
     ) -> SlackNotifier:
         """The webhook if set, else the bot token and channel, else a no-op notifier."""
-        from topup_guard.notify.transport import WebApiTransport, WebhookTransport
-
         transport: Transport | None = None
         secrets: tuple[str, ...] = ()
         if settings.slack_webhook_url is not None:
+            from topup_guard.notify.transport import WebhookTransport
+
             url = settings.secret("slack_webhook_url")
             transport = WebhookTransport(url, request_timeout=request_timeout)
             secrets = (url, url.split("/services/", 1)[-1])
         elif settings.slack_token is not None and settings.slack_channel:
+            from topup_guard.notify.transport import WebApiTransport
+
             token = settings.secret("slack_token")
             transport = WebApiTransport(
                 token,
