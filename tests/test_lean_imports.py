@@ -88,7 +88,7 @@ def test_a_guard_without_slack_otlp_or_redis_never_loads_their_libraries(
     modules = loaded_modules(tmp_path)
 
     assert "topup_guard.engine" in modules  # the check ran the real thing
-    unwanted = ("slack_sdk", "opentelemetry.exporter", "redis", "tenacity")
+    unwanted = ("slack_sdk", "opentelemetry.sdk", "opentelemetry.exporter", "redis", "tenacity")
     assert families(modules, *unwanted) == set()
 
 
@@ -97,3 +97,13 @@ def test_a_guard_with_a_slack_webhook_loads_slack_sdk(tmp_path: Path) -> None:
     modules = loaded_modules(tmp_path, TOPUP_GUARD_SLACK_WEBHOOK_URL=url)
 
     assert families(modules, "slack_sdk") == {"slack_sdk"}
+
+
+def test_a_guard_with_an_otlp_endpoint_loads_the_opentelemetry_sdk(tmp_path: Path) -> None:
+    # Port 9 (discard) on loopback: nothing answers, and nothing waits for it (exports are async).
+    modules = loaded_modules(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+
+    assert families(modules, "opentelemetry.sdk.trace", "opentelemetry.sdk.metrics") == {
+        "opentelemetry.sdk.trace",
+        "opentelemetry.sdk.metrics",
+    }
