@@ -29,6 +29,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ready-runs", type=int, help="start-to-ready runs, median taken (5)")
     p.add_argument("--traces", nargs="+", choices=backtests.TRACE_NAMES, help="traces to run")
     p.add_argument("--no-footprint", action="store_true", help="skip the subprocess measures")
+    p.add_argument(
+        "--no-instructions", action="store_true", help="skip the callgrind instruction count"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="markdown output (bench/RESULTS.md)")
     args = p.parse_args(argv)
     quick = args.quick
@@ -71,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     ))  # fmt: skip
     passed = all(g.passed for r in results for g in r.goals)
     if not args.no_footprint:
-        print(f"(measuring topup-guard run: about {args.idle_seconds + 15:.0f} s)", flush=True)
+        extra = 0 if args.no_instructions else 45  # callgrind: a slow start, then 10 s of polls
+        print(
+            f"(measuring topup-guard run: about {args.idle_seconds + 15 + extra:.0f} s)", flush=True
+        )
         fp = footprint.measure(
-            idle_s=args.idle_seconds, cpu_window_s=args.cpu_seconds, ready_runs=args.ready_runs
+            idle_s=args.idle_seconds,
+            cpu_window_s=args.cpu_seconds,
+            ready_runs=args.ready_runs,
+            instructions=not args.no_instructions,
         )
         emit("## Footprint of `topup-guard run` (simulator subprocess)\n\n"
              + report.footprint_section(fp))  # fmt: skip
