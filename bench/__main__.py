@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.ready_runs = args.ready_runs or (3 if quick else 5)
     args.traces = args.traces or (["flash"] if quick else list(backtests.TRACE_NAMES))
     return args
+
+
+def anatomy_section() -> str:
+    """``python -m bench.anatomy`` output: where the memory and the CPU go (README explains)."""
+    runs = [["imports"], ["polls", "--cycles", "2000"]]
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-m", "bench.anatomy", *run],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout.strip()
+        for run in runs
+    ]
+    return (
+        "## Where the memory and the CPU go (`python -m bench.anatomy imports|polls`)\n\n"
+        "Own RSS and import time charged to each module of `run`'s imports (a package's total "
+        "depends on which module loads a shared library first):\n\n"
+        f"{outputs[0]}\n\nThe real guard graph against the simulator, engine cycles in a tight "
+        "loop under cProfile (builtins charged to their callers):\n\n"
+        f"{outputs[1]}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         emit("## Footprint of `topup-guard run` (simulator subprocess)\n\n"
              + report.footprint_section(fp))  # fmt: skip
+        emit(anatomy_section())
     args.out.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     print(f"written to {args.out}")
     return 0 if passed else 1
