@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ready-runs", type=int, help="start-to-ready runs, median taken (5)")
     p.add_argument("--traces", nargs="+", choices=backtests.TRACE_NAMES, help="traces to run")
     p.add_argument("--no-footprint", action="store_true", help="skip the subprocess measures")
+    p.add_argument(
+        "--no-instructions", action="store_true", help="skip the callgrind instruction count"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="markdown output (bench/RESULTS.md)")
     args = p.parse_args(argv)
     quick = args.quick
@@ -39,6 +43,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.ready_runs = args.ready_runs or (3 if quick else 5)
     args.traces = args.traces or (["flash"] if quick else list(backtests.TRACE_NAMES))
     return args
+
+
+def anatomy_section() -> str:
+    """``python -m bench.anatomy`` output: where the memory and the CPU go (README explains)."""
+    runs = [["imports"], ["polls", "--cycles", "2000"]]
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-m", "bench.anatomy", *run],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout.strip()
+        for run in runs
+    ]
+    return (
+        "## Where the memory and the CPU go (`python -m bench.anatomy imports|polls`)\n\n"
+        "Own RSS and import time charged to each module of `run`'s imports (a package's total "
+        "depends on which module loads a shared library first):\n\n"
+        f"{outputs[0]}\n\nThe real guard graph against the simulator, engine cycles in a tight "
+        "loop under cProfile (builtins charged to their callers):\n\n"
+        f"{outputs[1]}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,12 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     ))  # fmt: skip
     passed = all(g.passed for r in results for g in r.goals)
     if not args.no_footprint:
-        print(f"(measuring topup-guard run: about {args.idle_seconds + 15:.0f} s)", flush=True)
+        extra = 0 if args.no_instructions else 45  # callgrind: a slow start, then 10 s of polls
+        print(
+            f"(measuring topup-guard run: about {args.idle_seconds + 15 + extra:.0f} s)", flush=True
+        )
         fp = footprint.measure(
-            idle_s=args.idle_seconds, cpu_window_s=args.cpu_seconds, ready_runs=args.ready_runs
+            idle_s=args.idle_seconds,
+            cpu_window_s=args.cpu_seconds,
+            ready_runs=args.ready_runs,
+            instructions=not args.no_instructions,
         )
         emit("## Footprint of `topup-guard run` (simulator subprocess)\n\n"
              + report.footprint_section(fp))  # fmt: skip
+        emit(anatomy_section())
     args.out.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     print(f"written to {args.out}")
     return 0 if passed else 1

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 
@@ -29,11 +30,13 @@ from topup_guard.memory_file import MemoryFile
 from topup_guard.notify import Dispatcher
 from topup_guard.notify.build import build_dispatcher
 from topup_guard.signals.inbox import SignalInbox
-from topup_guard.signals.server import SignalServer
 from topup_guard.status import GuardStatus
 from topup_guard.telemetry import Telemetry, setup_telemetry
 from topup_guard.topup import AccountAPI, SafeTopUp
 from topup_guard.vonage.client import VonageClient
+
+if TYPE_CHECKING:  # aiohttp.web, imported only when the signal server is on
+    from topup_guard.signals.server import SignalServer
 
 log = logging.getLogger("topup_guard.app")
 # SIGTERM to exit within 10 s, whatever is in flight: the loop gets this long to finish a POST
@@ -143,6 +146,8 @@ def build_signal_server(
     """The ``/v1/signals/*`` server feeding ``inbox``; None when TOPUP_GUARD_SIGNAL_PORT=0."""
     if not settings.signal_port:
         return None
+    from topup_guard.signals.server import SignalServer
+
     token = settings.signal_token
     return SignalServer(
         inbox,

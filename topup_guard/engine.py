@@ -565,10 +565,11 @@ class Engine:
         final = [
             a for a in attempts if not a.state.unresolved and a.state is not AttemptState.DRY_RUN
         ]
-        if final and final[-1].state is AttemptState.UNCONFIRMED:
-            active[Condition.UNCONFIRMED_TOPUP] = (
-                f"attempt {final[-1].attempt_id}: {final[-1].detail}"
-            )
+        # The latest *resolution*, not the latest attempt: one made while another was in doubt
+        # may resolve first, and the doubtful one still deserves its alert when it ends badly.
+        latest = max(final, key=lambda a: (a.updated_wall, a.attempt_id), default=None)
+        if latest is not None and latest.state is AttemptState.UNCONFIRMED:
+            active[Condition.UNCONFIRMED_TOPUP] = f"attempt {latest.attempt_id}: {latest.detail}"
         if not self._coord.healthy:
             active[Condition.COORDINATION_DOWN] = "the shared store is unreachable: nobody spends"
         if self._refused:

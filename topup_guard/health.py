@@ -1,4 +1,4 @@
-"""The probe and status server: ``/livez``, ``/readyz``, ``/metrics``, ``/status`` (aiohttp).
+"""The probe and status server: ``/livez``, ``/readyz``, ``/metrics``, ``/status`` (``probehttp``).
 
 Freshness has one definition for both probes: a timestamp is fresh when it is at most
 ``3 × poll_interval + 30 s`` old on the guard's clock. Three missed polls rule out one slow poll
@@ -23,13 +23,15 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import web
 
 from topup_guard import redact
 from topup_guard.clock import Clock
 from topup_guard.logs import jsonable
+from topup_guard.probehttp import ProbeServer, Reply
 from topup_guard.promtext import CONTENT_TYPE
 from topup_guard.status import GuardStatus
+
+JSON_TYPE = "application/json; charset=utf-8"
 
 log = logging.getLogger("topup_guard.health")
 
@@ -57,30 +59,26 @@ class HealthServer:
         self.host, self.port = host, port
         self.limit = freshness_limit(poll_interval)
         self._metrics, self._ready_check = metrics, ready_check
-        self._runner: web.AppRunner | None = None
+        self._server: ProbeServer | None = None
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/livez", self._livez)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics_route)
-        app.router.add_get("/status", self._status)
-        # access_log=None: probes every few seconds would drown the guard's own log lines.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        # No access log: probes every few seconds would drown the guard's own log lines.
+        server = ProbeServer(
+            {
+                "/livez": lambda: _probe(*self.live()),
+                "/readyz": lambda: _probe(*self.ready()),
+                "/metrics": lambda: Reply(200, CONTENT_TYPE, self._metrics().encode()),
+                "/status": self._status,
+            }
+        )
+        self.port = await server.start(self.host, self.port)
+        self._server = server
         log.info("health_server_started", extra={"host": self.host, "port": self.port})
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop()
 
     # --- checks (plain methods, so tests and the CLI can use them without HTTP) ----------------
     def live(self) -> tuple[bool, str]:
@@ -107,25 +105,16 @@ class HealthServer:
             return False, f"last balance read {age:.0f}s ago (limit {self.limit:.0f}s)"
         return True, "ok"
 
-    # --- routes --------------------------------------------------------------------------------
-    async def _livez(self, request: web.Request) -> web.Response:
-        return _probe(*self.live())
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        return _probe(*self.ready())
-
-    async def _metrics_route(self, request: web.Request) -> web.Response:
-        response = web.Response(body=self._metrics().encode())
-        response.headers["Content-Type"] = CONTENT_TYPE
-        return response
-
-    async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response(status_document(self.status, self.clock, self.limit))
+    def _status(self) -> Reply:
+        return _json(200, status_document(self.status, self.clock, self.limit))
 
 
-def _probe(ok: bool, reason: str) -> web.Response:
-    body = {"status": "ok" if ok else "unavailable", "reason": reason}
-    return web.json_response(body, status=200 if ok else 503)
+def _json(status: int, doc: object) -> Reply:
+    return Reply(status, JSON_TYPE, json.dumps(doc).encode())
+
+
+def _probe(ok: bool, reason: str) -> Reply:
+    return _json(200 if ok else 503, {"status": "ok" if ok else "unavailable", "reason": reason})
 
 
 def status_document(status: GuardStatus, clock: Clock, limit: float) -> dict[str, Any]:

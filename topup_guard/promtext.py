@@ -1,7 +1,8 @@
-"""OpenTelemetry metrics rendered as Prometheus text exposition format 0.0.4, for ``/metrics``.
+"""The guard's metrics rendered as Prometheus text exposition format 0.0.4, for ``/metrics``.
 
-A pull endpoint needs no collector: the health server asks an SDK ``MetricReader`` to collect and
-renders the result here, so Prometheus and OTLP see the very same instruments. Naming follows the
+A pull endpoint needs no collector: the health server collects the in-process meter
+(``topup_guard.meter``, which OTLP export shares when configured) and renders the result here, so
+Prometheus and OTLP see the very same instruments. Naming follows the
 OpenTelemetry-to-Prometheus compatibility rules: dots become underscores, the unit becomes a
 suffix (``s`` → ``_seconds``, ``EUR/s`` → ``_eur_per_second``, ``{call}`` annotations dropped) and
 monotonic sums end in ``_total``. No prometheus_client dependency.
@@ -13,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-from opentelemetry.sdk.metrics.export import Gauge, Histogram, Metric, MetricsData, Sum
+from topup_guard.meter import Family
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -79,47 +80,32 @@ def _labels(attributes: Mapping[str, object] | None, extra: Iterable[tuple[str, 
     return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(pairs)) + "}"
 
 
-def _render_metric(metric: Metric, out: dict[str, list[str]], headers: dict[str, str]) -> None:
-    data = metric.data
-    help_text = (metric.description or metric.name).replace("\\", r"\\").replace("\n", r"\n")
-    if isinstance(data, Histogram):
-        name = metric_name(metric.name, metric.unit or "", counter=False)
-        headers.setdefault(name, f"# HELP {name} {help_text}\n# TYPE {name} histogram")
-        lines = out.setdefault(name, [])
-        for hp in data.data_points:
-            attrs = dict(hp.attributes or {})
-            cumulative = 0
-            for bound, count in zip(hp.explicit_bounds, hp.bucket_counts, strict=False):
-                cumulative += count
-                le = (("le", format_value(float(bound))),)
-                lines.append(f"{name}_bucket{_labels(attrs, le)} {cumulative}")
-            lines.append(f"{name}_bucket{_labels(attrs, (('le', '+Inf'),))} {hp.count}")
-            lines.append(f"{name}_sum{_labels(attrs)} {format_value(float(hp.sum))}")
-            lines.append(f"{name}_count{_labels(attrs)} {hp.count}")
-        return
-    if isinstance(data, Sum):
-        counter = data.is_monotonic
-    elif isinstance(data, Gauge):
-        counter = False
-    else:  # pragma: no cover - exponential histograms are not used here
-        return
-    name = metric_name(metric.name, metric.unit or "", counter=counter)
-    kind = "counter" if counter else "gauge"
-    headers.setdefault(name, f"# HELP {name} {help_text}\n# TYPE {name} {kind}")
+def _render_family(family: Family, out: dict[str, list[str]], headers: dict[str, str]) -> None:
+    if not family.points and not family.histogram_points:
+        return  # like the SDK: an instrument without a point is not exported at all
+    help_text = (family.description or family.name).replace("\\", r"\\").replace("\n", r"\n")
+    counter = family.kind == "counter"
+    name = metric_name(family.name, family.unit, counter=counter)
+    headers.setdefault(name, f"# HELP {name} {help_text}\n# TYPE {name} {family.kind}")
     lines = out.setdefault(name, [])
-    for point in data.data_points:
+    for hp in family.histogram_points:
+        cumulative = 0
+        for bound, count in zip(hp.bounds, hp.bucket_counts, strict=False):
+            cumulative += count
+            le = (("le", format_value(float(bound))),)
+            lines.append(f"{name}_bucket{_labels(hp.attributes, le)} {cumulative}")
+        lines.append(f"{name}_bucket{_labels(hp.attributes, (('le', '+Inf'),))} {hp.count}")
+        lines.append(f"{name}_sum{_labels(hp.attributes)} {format_value(float(hp.sum))}")
+        lines.append(f"{name}_count{_labels(hp.attributes)} {hp.count}")
+    for point in family.points:
         lines.append(f"{name}{_labels(point.attributes)} {format_value(float(point.value))}")
 
 
-def render(data: MetricsData | None) -> str:
-    """Text exposition of every metric in ``data`` (empty string when nothing was recorded)."""
-    if data is None:
-        return ""
+def render(families: Iterable[Family]) -> str:
+    """Text exposition of every family (empty string when nothing was recorded)."""
     out: dict[str, list[str]] = {}
     headers: dict[str, str] = {}
-    for rm in data.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                _render_metric(metric, out, headers)
+    for family in families:
+        _render_family(family, out, headers)
     chunks = [headers[name] + "\n" + "".join(line + "\n" for line in out[name]) for name in out]
     return "".join(chunks)

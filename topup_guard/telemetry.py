@@ -3,7 +3,9 @@
 ``setup_telemetry()`` builds one ``Telemetry`` from the standard ``OTEL_*`` variables (see
 ``otelenv``). Exports run on the SDK's own threads (``BatchSpanProcessor``,
 ``PeriodicExportingMetricReader``) with bounded timeouts: a collector that is down or slow costs
-a log line, never a delayed top-up. Metrics are also collected on demand for ``/metrics``.
+a log line, never a delayed top-up. Metrics live in the in-process ``LocalMeter``, which
+``/metrics`` renders; the OpenTelemetry SDK (``otelsdk``) is imported only when something is
+exported, and without a span destination the tracer is the ``NullTracer``.
 
 **Getting a tracer.** Prefer passing ``telemetry.tracer`` to the engine. For code that calls
 ``trace.get_tracer("topup_guard")`` itself, the first ``setup_telemetry`` installs a *switchable*
@@ -20,29 +22,26 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    InMemoryMetricReader,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event as SpanEvent
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import NoOpTracer, Status, Tracer
+from opentelemetry.metrics import Meter
+from opentelemetry.trace import NoOpTracer, Tracer
 from opentelemetry.util._decorator import _agnosticcontextmanager
 
 from topup_guard import promtext, redact
 from topup_guard.events import Event, EventSink
+from topup_guard.meter import LocalMeter, TeeMeter
 from topup_guard.metrics import Instruments
-from topup_guard.otelenv import OtelEnv, SignalExport, parse_otel_env
+from topup_guard.otelenv import OtelEnv, parse_otel_env
 from topup_guard.signals.metrics import SignalInstruments
+from topup_guard.tracing import NullTracer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("topup_guard.telemetry")
 TRACER_NAME = "topup_guard"
@@ -61,57 +60,6 @@ class CallLike(Protocol):
     def outcome(self) -> str: ...
     @property
     def duration_s(self) -> float: ...
-
-
-# --- redaction before export --------------------------------------------------------------------
-def scrub_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: redact.scrub_value(k, v) for k, v in (attributes or {}).items()}
-
-
-class RedactingSpanProcessor(SpanProcessor):
-    """Hands a scrubbed copy of each ended span to the export processors behind it."""
-
-    def __init__(self, delegates: Sequence[SpanProcessor]) -> None:
-        self._delegates = list(delegates)
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        for d in self._delegates:
-            d.on_start(span, parent_context)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        clean = redact_span(span)
-        for d in self._delegates:
-            d.on_end(clean)
-
-    def shutdown(self) -> None:
-        for d in self._delegates:
-            d.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        results = [d.force_flush(timeout_millis) for d in self._delegates]  # flush every one
-        return all(results)
-
-
-def redact_span(span: ReadableSpan) -> ReadableSpan:
-    """A copy of ``span`` with secret-looking attributes masked and URL queries dropped."""
-    events = [SpanEvent(e.name, scrub_attributes(e.attributes), e.timestamp) for e in span.events]
-    status = span.status
-    if status.description:
-        status = Status(status.status_code, redact.scrub_text(status.description))
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=scrub_attributes(span.attributes),
-        events=events,
-        links=span.links,
-        kind=span.kind,
-        status=status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
 
 
 # --- the switchable global provider -------------------------------------------------------------
@@ -171,17 +119,19 @@ class Telemetry:
         env: OtelEnv,
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
-        pull_reader: InMemoryMetricReader | None,
+        local_meter: LocalMeter | None,
     ) -> None:
         self.env = env
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
-        self._pull = pull_reader
+        self._local = local_meter
         self._closed = False
         self.tracer: Tracer = (
-            tracer_provider.get_tracer(TRACER_NAME) if tracer_provider else NoOpTracer()
+            tracer_provider.get_tracer(TRACER_NAME) if tracer_provider else NullTracer()
         )
-        meter = (meter_provider or NoOpMeterProvider()).get_meter(TRACER_NAME)
+        meter: Meter = local_meter if local_meter is not None else _noop_meter()
+        if local_meter is not None and meter_provider is not None:
+            meter = TeeMeter(local_meter, meter_provider.get_meter(TRACER_NAME))
         self.instruments = Instruments(meter)
         self.signals = SignalInstruments(meter)  # the sender signal server's (signals/)
         self.sink: EventSink = _MetricsSink(self.instruments)
@@ -219,10 +169,10 @@ class Telemetry:
 
     def render_prometheus(self) -> str:
         """The current metrics in Prometheus text format 0.0.4 ("" when disabled)."""
-        if self._pull is None or self._closed:
+        if self._local is None or self._closed:
             return ""
         try:
-            return promtext.render(self._pull.get_metrics_data())
+            return promtext.render(self._local.collect())
         except Exception:  # /metrics must never take the guard down
             log.exception("metrics_render_failed")
             return ""
@@ -273,34 +223,10 @@ class _MetricsSink:
 
 
 # --- construction -------------------------------------------------------------------------------
-# The OTLP exporters (protobuf, requests) are imported only when an endpoint is configured.
-def _otlp_spans(cfg: SignalExport) -> SpanExporter:
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+def _noop_meter() -> Meter:
+    from opentelemetry.metrics import NoOpMeter
 
-    return OTLPSpanExporter(
-        endpoint=cfg.endpoint,
-        headers=cfg.headers,
-        timeout=cfg.timeout_s,
-        compression=Compression(cfg.compression),
-    )
-
-
-def _otlp_metrics(cfg: SignalExport, interval_s: float) -> MetricReader:
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-    exporter = OTLPMetricExporter(
-        endpoint=cfg.endpoint,
-        headers=cfg.headers,
-        timeout=cfg.timeout_s,
-        compression=Compression(cfg.compression),
-    )
-    return PeriodicExportingMetricReader(
-        exporter,
-        export_interval_millis=interval_s * 1000,
-        export_timeout_millis=cfg.timeout_s * 1000,
-    )
+    return NoOpMeter(TRACER_NAME)
 
 
 def setup_telemetry(
@@ -321,42 +247,26 @@ def setup_telemetry(
     for problem in env.problems:
         log.warning("otel_setting_ignored", extra={"problem": problem})
     if env.disabled:
-        return Telemetry(env=env, tracer_provider=None, meter_provider=None, pull_reader=None)
+        return Telemetry(env=env, tracer_provider=None, meter_provider=None, local_meter=None)
     for cfg in (env.traces, env.metrics):
         for value in cfg.headers.values() if cfg else ():
             redact.register_secret(value)
-    resource = Resource.create({**env.resource_attributes, "service.name": env.service_name})
+    tracer_provider = meter_provider = None
+    if env.traces or span_exporter is not None or env.metrics or metric_readers:
+        from topup_guard import otelsdk  # the SDK only when something is exported
 
-    exporters: list[SpanExporter] = [_otlp_spans(env.traces)] if env.traces else []
-    if span_exporter is not None:
-        exporters.append(span_exporter)
-    # No destination for spans: a no-op tracer, so every poll does not build spans for nobody.
-    tracer_provider = (
-        TracerProvider(resource=resource, shutdown_on_exit=False) if exporters else None
-    )
-    if tracer_provider is not None:
-        batchers = [
-            BatchSpanProcessor(
-                e,
-                schedule_delay_millis=env.span_delay_s * 1000,
-                export_timeout_millis=(env.traces.timeout_s if env.traces else 5.0) * 1000,
-            )
-            for e in exporters
-        ]
-        tracer_provider.add_span_processor(RedactingSpanProcessor(batchers))
-
-    pull = InMemoryMetricReader()
-    readers: list[MetricReader] = [pull, *(metric_readers or ())]
-    if env.metrics:
-        readers.append(_otlp_metrics(env.metrics, env.metric_interval_s))
-    meter_provider = MeterProvider(
-        metric_readers=readers, resource=resource, shutdown_on_exit=False
-    )
+        resource = otelsdk.make_resource(env)
+        # No destination for spans: the null tracer, so no poll builds spans for nobody.
+        tracer_provider = otelsdk.tracer_provider(env, resource, span_exporter)
+        meter_provider = otelsdk.meter_provider(env, resource, metric_readers or ())
     if install_global and tracer_provider is not None:
         _install_global(tracer_provider)
     return Telemetry(
-        env=env, tracer_provider=tracer_provider, meter_provider=meter_provider, pull_reader=pull
+        env=env,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        local_meter=LocalMeter(TRACER_NAME),
     )
 
 
-__all__ = ["CallLike", "RedactingSpanProcessor", "Telemetry", "redact_span", "setup_telemetry"]
+__all__ = ["CallLike", "Telemetry", "setup_telemetry"]

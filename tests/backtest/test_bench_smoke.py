@@ -35,3 +35,27 @@ def test_peak_spend_is_the_largest_total_in_any_window() -> None:
     assert peak_spend(events, 5.0) == Decimal(6)  # [1, 6): 2 + 4
     assert peak_spend(events, 6.0) == Decimal(7)  # [1, 7): 2 + 4 + 1
     assert peak_spend(events, 7.0) == Decimal(8)
+
+
+def test_the_footprint_verdict_takes_the_median_slice_and_shows_the_instruction_count() -> None:
+    from bench.footprint import Footprint
+    from bench.report import footprint_section
+
+    fp = Footprint(
+        idle_s=300,
+        rss_mb=48.3,
+        peak_rss_mb=48.3,
+        cpu_window_s=30,
+        polls=60,
+        cpu_ms_per_poll=1.9,  # one neighbour's burst lifts the mean ...
+        cpu_slices_ms=[0.8, 0.9, 6.0, 0.9, 0.95],  # ... and one slice, not the median
+        ready_runs=[0.3, 0.28, 0.27],
+        instructions_per_poll=1_200_000,
+    )
+
+    rows = {line.split("|")[1].strip(): line for line in footprint_section(fp).splitlines()[2:]}
+    cpu = next(line for name, line in rows.items() if name.startswith("CPU per poll"))
+    assert "0.90 ms (mean 1.90)" in cpu
+    assert cpu.rstrip(" |").endswith("PASS")
+    assert any("1.20 M" in line for line in rows.values())
+    assert all(line.rstrip(" |").endswith("PASS") for name, line in rows.items() if "RSS" in name)

@@ -14,8 +14,9 @@ import pytest
 
 from topup_guard.cli import build_parser
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
-from topup_guard.sim.control import _CONTROL_KEYS, game_day_help
+from topup_guard.sim.control import _CONTROL_KEYS
 from topup_guard.sim.faults import ENDPOINTS, FAULT_KINDS
+from topup_guard.sim.gameday import game_day_help
 from topup_guard.sim.server import SimCredentials, banner
 
 ROOT = Path(__file__).resolve().parents[2]

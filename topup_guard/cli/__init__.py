@@ -17,6 +17,9 @@ from topup_guard.errors import ConfigError, TopupGuardError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from topup_guard.tlsdefer import import_aiohttp
+
+    import_aiohttp()  # before the commands do: no CA bundle read that plain HTTP never needs
     import topup_guard.cli.account as account
     import topup_guard.cli.explain as explain
     import topup_guard.cli.ledger as ledger

@@ -31,8 +31,9 @@ from topup_guard.errors import ConfigError
 from topup_guard.sim import wire
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.context import CONTEXT, SimContext
-from topup_guard.sim.control import add_control_routes, game_day_help
+from topup_guard.sim.control import add_control_routes
 from topup_guard.sim.faults import BODY_KINDS, READING_KINDS, Fault
+from topup_guard.sim.gameday import game_day_help
 from topup_guard.sim.routes import (
     ENDPOINTS,
     REQUEST_ID,

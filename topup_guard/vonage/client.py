@@ -46,6 +46,7 @@ from topup_guard.vonage.parsing import Exchange, Response
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_URL_CACHE_SIZE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,7 @@ class VonageClient:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._urls: dict[str, URL] = {}
         self._observer = observer
         # The global tracer by default, so a Telemetry set up later still receives the spans.
         self._tracer = tracer or trace.get_tracer("topup_guard")
@@ -363,9 +365,14 @@ class VonageClient:
         elif json_body is not None:
             data = json_body.encode()
             headers["Content-Type"] = "application/json"
+        url = self._urls.get(base + path)
+        if url is None:  # a handful of distinct URLs: parse each once, not every poll
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            url = self._urls[base + path] = URL(base + path, encoded=True)
         return await transport.send(
             self._get_session(),
-            URL(base + path, encoded=True),
+            url,
             Exchange(method, path),
             headers=headers,
             data=data,

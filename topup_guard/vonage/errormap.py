@@ -91,7 +91,7 @@ def _is_error_body(obj: Mapping[str, Any]) -> bool:
     if code is not None and code != "200":
         return True
     kind = _str(obj.get("type"))
-    return any(k in obj for k in _ERROR_KEYS) or bool(kind and "#" in kind)
+    return not obj.keys().isdisjoint(_ERROR_KEYS) or bool(kind and "#" in kind)
 
 
 _LABEL_KEYS = ("error_title", "error-code-label", "title", "description", "message")
@@ -102,7 +102,10 @@ def _label(obj: Mapping[str, Any]) -> str | None:
 
     The key order is ruby-sdk's ``errors.rb``, which has met every legacy shape in the wild.
     """
-    head = next((text for key in _LABEL_KEYS if (text := _str(obj.get(key)))), None)
+    head = None
+    for key in _LABEL_KEYS:  # a loop, not next(genexpr): this runs for every answer
+        if head := _str(obj.get(key)):
+            break
     detail = _str(obj.get("detail"))
     if head and detail and detail != head:
         return f"{head}: {detail}"

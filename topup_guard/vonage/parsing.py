@@ -69,18 +69,23 @@ def _reject_constant(name: str) -> Any:
     raise _NonStandardConstant(name)
 
 
+# One decoder for every body: json.loads with hooks builds a new one (and its scanner) per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant)
+
+
 def decode_json(body: bytes) -> object | None:
     """Parse ``body`` as JSON whatever the Content-Type claims; ``None`` if it is not JSON.
 
     Every number becomes a ``Decimal`` (ints included, so ``10`` and ``10.0`` look alike), and the
-    non-standard constants ``NaN``/``Infinity`` make the whole body unparseable.
+    non-standard constants ``NaN``/``Infinity`` make the whole body unparseable. The encoding is
+    detected as ``json.loads`` does (UTF-8, -16 or -32, with or without a BOM).
     """
     if not body.strip():
         return None
     try:
-        return json.loads(  # type: ignore[no-any-return]
-            body, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant
-        )
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        doc: object = _DECODER.decode(text)
+        return doc
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
