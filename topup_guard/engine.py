@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from opentelemetry import trace
 
-from topup_guard import limits, retry
+from topup_guard import clears, limits, retry
 from topup_guard.clock import Clock
 from topup_guard.config import Settings
 from topup_guard.coordination import Coordinator, SoleGuard
@@ -128,6 +128,7 @@ class Engine:
         )
         self._refused = 0  # out-of-credit refusals senders reported since the last success
         self._last_state: GuardState | None = None
+        self._clears: dict[Condition, float] = {}
         self._signal_poll_at = -math.inf  # when signals last brought a poll forward
         self._memory_file = memory_file
         self.memory = memory_file.load() if memory_file else BurstMemory()
@@ -426,6 +427,14 @@ class Engine:
             settling=any(not e.late for e in in_flight),
         )
         self._last_state = state
+        # When the conditions that end with time will end, for the messages that announce them.
+        self._clears = {}
+        if breaker and (at := clears.breaker_clears_at(use, self.limits)) is not None:
+            self._clears[Condition.BREAKER_OPEN] = at
+        if state.topups_allowed == 0:
+            at = clears.caps_clear_at(attempts, self.limits, wall, amount)
+            if at is not None:
+                self._clears[Condition.CAP_REACHED] = at
         with self._tracer.start_as_current_span("decide") as span:
             decision = decide(forecast, state, self.params, self._clock.now())
             span.set_attribute("decision.action", decision.action.value)
@@ -592,7 +601,13 @@ class Engine:
         # Account-wide conditions are announced by the replica that may spend (or by everyone
         # while coordination is down): N sidecars must not send N copies of every alert.
         if self.status.may_spend or not self._coord.healthy:
-            self._sink.emit(ConditionsChanged(wall=self._clock.wall(), active=active))
+            self._sink.emit(
+                ConditionsChanged(
+                    wall=self._clock.wall(),
+                    active=active,
+                    clears_at={c: t for c, t in self._clears.items() if c in active},
+                )
+            )
 
 
 async def _relay(stop: asyncio.Event, wake: asyncio.Event) -> None:

@@ -247,3 +247,18 @@ async def test_dry_run_records_nothing_while_a_top_up_is_not_yet_due(tmp_path: P
     await rig.run_for(120)
     assert rig.topups() == []
     assert Condition.EXHAUSTION_FORECAST in rig.conditions_seen()
+
+
+async def test_an_open_breaker_is_announced_with_the_time_it_clears(tmp_path: Path) -> None:
+    acct = account(rate="0.05", balance="12")
+    acct.fail_payments = 2
+    rig = Rig(tmp_path, acct, breaker_threshold="2", breaker_cooldown="3600")
+    await rig.run_for(600)
+    opened = [
+        e for e in rig.events.events
+        if isinstance(e, ConditionsChanged) and Condition.BREAKER_OPEN in e.active
+    ]  # fmt: skip
+    assert opened
+    last_failure = max(t.wall for t in rig.topups() if t.outcome is Outcome.FAILED)
+    clears = opened[-1].clears_at[Condition.BREAKER_OPEN]
+    assert clears == pytest.approx(last_failure + 3600, abs=5)  # the cooldown after the last one
