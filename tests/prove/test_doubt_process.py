@@ -307,12 +307,6 @@ async def test_the_cli_top_up_with_sqlite_next_to_run_is_settled_by_the_cli_alon
     tally.add("cli_topups_taken_over", 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, open: after a restart the held, applied attempt ends UNCONFIRMED instead "
-    "of SUCCEEDED (the across-the-restart step is not matched in the real process); the exit "
-    "within 10 s and the single charge hold",
-)
 async def test_sigterm_while_a_top_up_answer_is_held_exits_within_10_s_and_restart_settles_it(
     sim: RunningSimulator, tmp_path: Path, tally: Tally
 ) -> None:

@@ -296,11 +296,11 @@ class CreditWatch:
                 left = room - explained
                 # A confirmed credit is certain to land: a rise of at least half of it is it,
                 # even when spend in the gap (a burst the rate has not caught up with) hid more
-                # than the bound allows. An ambiguous one must fit the bound.
+                # than the bound allows. An ambiguous one must fit the bound — except across a
+                # gap of unknown spend (a restart), where a rise that large proves a credit.
                 fits = e.amount <= left
-                if not fits and not (
-                    e.confirmed and rise - explained >= e.amount * CONFIRMED_SHARE
-                ):
+                share = rise - explained >= e.amount * CONFIRMED_SHARE
+                if not fits and not ((e.confirmed or across_gap) and share):
                     continue
                 amount = e.amount
             explained += amount
