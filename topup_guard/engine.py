@@ -425,6 +425,7 @@ class Engine:
             remembered_rate=self.memory.expected(wall, wall + self._hold()),
             blind_for=self.params.poll_min if self._signal_interval() is not None else None,
             settling=any(not e.late for e in in_flight),
+            messages_refused=self._refused > 0,
         )
         self._last_state = state
         # When the conditions that end with time will end, for the messages that announce them.

@@ -339,3 +339,12 @@ def test_any_decision_is_well_formed(
     assert d.projected_balance is not None
     assert d.projected_balance.is_finite()
     assert next_poll(f, PARAMS, stale) >= PARAMS.poll_min
+
+
+def test_refused_messages_mean_an_empty_balance_whatever_it_reads() -> None:
+    """The tripwire: senders report out-of-credit refusals, so the few cents the balance shows
+    cannot pay; not an idle wallet, and below the floor."""
+    params = dataclasses.replace(PARAMS, min_balance=Decimal(0))
+    assert decide(fc("0.005", 0.0), READY, params, 0.0).action is Action.NOTHING
+    refused = decide(fc("0.005", 0.0), state(messages_refused=True), params, 0.0)
+    assert (refused.action, refused.count) == (Action.TOP_UP, 1)

@@ -126,6 +126,7 @@ class GuardState:
     doubt_ends_in: float | None = None  # seconds until the last doubtful attempt is settled
     latency: float | None = None  # the learnt credit latency, when it exceeds topup_latency
     remembered_rate: float = 0.0  # EUR/s this time of day brought on earlier days (burst memory)
+    messages_refused: bool = False  # senders report out-of-credit refusals now: it is empty
     settling: bool | None = None  # credits expected to show soon: poll fast to see them (None:
     # whenever credit_in_flight > 0; False for confirmed credits long overdue, still counted)
     blind_for: float | None = None  # longest the guard goes unseeing; None: a poll interval.
@@ -240,6 +241,11 @@ def decide(
         projected = f.balance - _money(f.rate * (elapsed + lead)) + counted
         numbers = _numbers(f, projected, params, lead) + doubt_note
 
+    if state.messages_refused:
+        # Messages are being refused for lack of credit: whatever the balance says, it cannot
+        # pay — below the floor, and not an idle wallet.
+        projected = min(projected, params.min_balance - _CENT)
+
     if projected >= params.min_balance and not short:
         blocker = _blocker(state) if exhaustion else None
         if blocker in _CANNOT_ACT_LATER:
@@ -252,7 +258,7 @@ def decide(
         reason = f"healthy: {numbers}; next poll in {_secs(poll)}"
         return _decision(Action.NOTHING, reason, poll, exhaustion, projected)
 
-    if f.rate <= 0 and f.balance > 0:
+    if f.rate <= 0 and f.balance > 0 and not state.messages_refused:
         reason = (
             f"balance {_eur(f.balance)} is below floor {_eur(params.min_balance)} but nothing"
             " was spent recently: not topping up an idle wallet"
