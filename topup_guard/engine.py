@@ -476,11 +476,6 @@ class Engine:
             p.poll_interval + max(p.topup_latency, self.latency.observed or 0.0) + p.safety_margin
         )
 
-    def topup_amount(self, attempts: list[Attempt]) -> Decimal | None:
-        """The configured amount, else the one learnt from a clean confirmed credit."""
-        self.settlement.learn_from_ledger(attempts)
-        return self.settlement.amount()
-
     async def _act(self, balance: Balance, forecast: Forecast | None, decision: Decision) -> None:
         before = balance.value
         amount = self.settlement.amount()

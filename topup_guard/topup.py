@@ -45,7 +45,6 @@ from topup_guard.ledger.base import Attempt, AttemptState, Ledger
 from topup_guard.model import Balance
 
 log = logging.getLogger("topup_guard.topup")
-CENT = Decimal("0.01")
 
 
 class AccountAPI(Protocol):

@@ -24,20 +24,29 @@ async def _calls(sim: RunningSimulator, endpoint: str) -> int:
     return sum((await sim_state(sim))["calls"].get(endpoint, {}).values())
 
 
+async def _guard_with_signal(
+    sim: RunningSimulator, tmp_path: Path, **extra: str
+) -> tuple[GuardProcess, SimSender]:
+    """A real `run` polling every 120 s with its signal port open, and a 20 msg/s sender that
+    forwards every answer to it (not started yet)."""
+    signal = free_port()
+    env = guard_env(sim, tmp_path / "ledger.db", TOPUP_GUARD_SIGNAL_PORT=str(signal),
+                    TOPUP_GUARD_POLL_INTERVAL="120", TOPUP_GUARD_TOPUP_AMOUNT="10",
+                    **extra)  # fmt: skip
+    guard = await GuardProcess.start(env)
+    await guard.event("guard_started")
+    sender = SimSender(sim.url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, rate=20,
+                       signal_url=f"http://127.0.0.1:{signal}")  # fmt: skip
+    return guard, sender
+
+
 async def test_a_sender_at_20_messages_a_second_is_never_refused_and_polling_stays_rare(
     sim: RunningSimulator, tmp_path: Path
 ) -> None:
     await sim_post(sim, "/_sim/control", {"balance": "8", "topup_amount": "10"})
-    signal = free_port()
-    env = guard_env(sim, tmp_path / "ledger.db", TOPUP_GUARD_SIGNAL_PORT=str(signal),
-                    TOPUP_GUARD_POLL_INTERVAL="120", TOPUP_GUARD_TOPUP_AMOUNT="10",
-                    TOPUP_GUARD_MIN_HEADROOM="")  # fmt: skip
-    guard = await GuardProcess.start(env)
+    guard, sender = await _guard_with_signal(sim, tmp_path, TOPUP_GUARD_MIN_HEADROOM="")
     try:
-        await guard.event("guard_started")
         reads_before = await _calls(sim, "get-balance")
-        sender = SimSender(sim.url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, rate=20,
-                           signal_url=f"http://127.0.0.1:{signal}")  # fmt: skip
         stop = asyncio.Event()
         started = time.time()
         task = asyncio.create_task(sender.run(stop))
@@ -64,17 +73,10 @@ async def test_the_first_refused_message_brings_a_top_up_within_3_s(
     # Less than one message's price (0.0075 EUR), a floor of 0 and a 120-s poll: only the
     # sender's refusal can make the guard look in time.
     await sim_post(sim, "/_sim/control", {"balance": "0.005", "topup_amount": "10"})
-    signal = free_port()
-    env = guard_env(sim, tmp_path / "ledger.db", TOPUP_GUARD_SIGNAL_PORT=str(signal),
-                    TOPUP_GUARD_POLL_INTERVAL="120", TOPUP_GUARD_MIN_BALANCE="0",
-                    TOPUP_GUARD_TOPUP_AMOUNT="10")  # fmt: skip
-    guard = await GuardProcess.start(env)
+    guard, sender = await _guard_with_signal(sim, tmp_path, TOPUP_GUARD_MIN_BALANCE="0")
     try:
-        await guard.event("guard_started")
         await asyncio.sleep(1.5)  # its first polls: nothing spent, nothing to do
         assert (await sim_state(sim))["topups"] == []
-        sender = SimSender(sim.url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, rate=20,
-                           signal_url=f"http://127.0.0.1:{signal}")  # fmt: skip
         stop = asyncio.Event()
         task = asyncio.create_task(sender.run(stop))
         deadline = time.time() + 15

@@ -94,15 +94,6 @@ def quantise(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def snap_amount(low: Decimal, high: Decimal) -> Decimal:
-    """The most plausible top-up amount in ``[low, high]``: a whole euro if one fits, since
-    payments are whole amounts; else the middle of the interval."""
-    whole = low.to_integral_value(rounding="ROUND_CEILING")
-    if whole <= high + TOLERANCE:
-        return quantise(whole)
-    return quantise((low + high) / 2)
-
-
 def estimate_amount(rise: Decimal, rate: float, gap: float, hidden: Decimal) -> Decimal:
     """The credit behind a rise, when its amount is unknown.
 
