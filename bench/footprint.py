@@ -166,6 +166,9 @@ def guard(
             "TOPUP_GUARD_STATE_PATH": str(workdir / f"ledger-{health_port}.db"),
             "TOPUP_GUARD_HEALTH_HOST": "127.0.0.1",
             "TOPUP_GUARD_HEALTH_PORT": str(health_port),
+            # The default configuration, sender-signal server included, on a port of its own:
+            # two guards measured back to back must not both want 8081.
+            "TOPUP_GUARD_SIGNAL_PORT": str(free_port()),
             "TOPUP_GUARD_LOG_LEVEL": "WARNING",
         }
         | {f"TOPUP_GUARD_{k.upper()}": v for k, v in env.items()}
