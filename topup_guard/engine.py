@@ -137,6 +137,9 @@ class Engine:
         self._last_dry_run = -math.inf
         self._misread_detail: str | None = None
         self._held = False
+        # EUR a fleet is about to draw from this balance by transfer (set by ``fleet/guard.py``
+        # before each step; zero for a single account).
+        self.reserve = Decimal(0)
 
     # --- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, until: float | None = None) -> None:
@@ -226,7 +229,7 @@ class Engine:
         return self._settings.poll_interval_with_signal or self.params.poll_interval
 
     async def cycle(self, poll_delay: float = 0.0) -> float:
-        """One poll cycle; returns seconds until the next one."""
+        """One poll cycle (read, then ``step``); returns seconds until the next one."""
         with self._tracer.start_as_current_span("poll_cycle") as span:
             started = self._clock.now()
             try:
@@ -235,50 +238,80 @@ class Engine:
             except _StopRequested:
                 return 0.0  # nothing was decided or spent; the loop sees ``stop`` and ends
             except VonageError as exc:
-                return self._poll_failed(exc)
-            self._poll_failures = 0
-            read_took = self._clock.now() - started
+                return self.read_failed(exc)
             span.set_attribute("balance.eur", float(balance.value))
-            try:
-                forecast = await self._observe(balance)
-                await self._adopt_orphans(forecast)
-                for event in await self.settlement.expire():
-                    self._announce(event)
-                decision, attempts = await self._decide(balance, forecast)
-            except LedgerError as exc:
-                # Without a readable ledger no cap or in-flight check is possible: never spend.
-                log.error("ledger_unavailable", extra={"error": str(exc)})
-                self._conditions(balance, None, [], extra={Condition.POLL_FAILING: str(exc)})
-                return self.params.poll_min
-            self._sink.emit(
-                PollCompleted(
-                    wall=self._clock.wall(),
-                    balance=balance,
-                    forecast=forecast,
-                    decision=decision,
-                    duration_s=read_took,
-                    poll_delay_s=poll_delay,
-                    account=self._label,
-                )
+            return await self.step(
+                balance, poll_delay=poll_delay, read_took=self._clock.now() - started
             )
-            self._conditions(balance, decision, attempts)
-            next_in = decision.next_poll_in
-            if self._held:
-                # Money never moves on a single outlier: look again at once, then decide.
-                return min(next_in, self.params.poll_min, CONFIRM_DELAY)
-            if decision.action is Action.TOP_UP:
-                await self._act(balance, forecast, decision)
-                next_in = self.params.poll_min  # look again soon: did it land, is more needed?
-            elif decision.blocked_by == "dry_run" and decision.wanted > 0:
-                await self._record_dry_run(balance, forecast, decision)
-            slow = self._signal_interval()
-            if (
-                slow is not None
-                and decision.action is not Action.TOP_UP
-                and not any(not e.late for e in self.settlement.watch.in_flight())
-            ):
-                next_in = max(next_in, slow)  # the senders' answers watch the balance meanwhile
-            return next_in
+
+    async def step(self, balance: Balance, *, poll_delay: float = 0.0,
+                   read_took: float = 0.0) -> float:  # fmt: skip
+        """Observe one reading, decide, act: the per-account part of a cycle.
+
+        The loop that got the reading (``cycle`` here, the fleet's one list call for many
+        accounts) only sequences; returns seconds until this account wants its next reading.
+        """
+        self._poll_failures = 0
+        try:
+            forecast = await self._observe(balance)
+            await self._adopt_orphans(forecast)
+            for event in await self.settlement.expire():
+                self._announce(event)
+            decision, attempts = await self._decide(balance, forecast)
+        except LedgerError as exc:
+            # Without a readable ledger no cap or in-flight check is possible: never spend.
+            log.error("ledger_unavailable", extra={"error": str(exc)})
+            self._conditions(balance, None, [], extra={Condition.POLL_FAILING: str(exc)})
+            return self.params.poll_min
+        self._sink.emit(
+            PollCompleted(
+                wall=self._clock.wall(),
+                balance=balance,
+                forecast=forecast,
+                decision=decision,
+                duration_s=read_took,
+                poll_delay_s=poll_delay,
+                account=self._label,
+            )
+        )
+        self._conditions(balance, decision, attempts)
+        next_in = decision.next_poll_in
+        if self._held:
+            # Money never moves on a single outlier: look again at once, then decide.
+            return min(next_in, self.params.poll_min, CONFIRM_DELAY)
+        if decision.action is Action.TOP_UP:
+            await self._act(balance, forecast, decision)
+            next_in = self.params.poll_min  # look again soon: did it land, is more needed?
+        elif decision.blocked_by == "dry_run" and decision.wanted > 0:
+            await self._record_dry_run(balance, forecast, decision)
+        slow = self._signal_interval()
+        if (
+            slow is not None
+            and decision.action is not Action.TOP_UP
+            and not any(not e.late for e in self.settlement.watch.in_flight())
+        ):
+            next_in = max(next_in, slow)  # the senders' answers watch the balance meanwhile
+        return next_in
+
+    def note_debit(self, amount: Decimal, at: float) -> bool:
+        """This guard itself moved ``amount`` out of the balance at ``at`` (a fleet's transfer).
+
+        Known money out is neither spend to extrapolate nor an outlier to hold, and it must not
+        hide a credit step: the believed reading is lowered by it as a one-off debit, so the next
+        reading's gap shows only spend and credits. Skipped (False) when a reading after ``at``
+        was already taken: that reading has shown the drop, judged as it came.
+        """
+        b = self._believed
+        if b is None or b.t > at or not (amount.is_finite() and amount > 0):
+            return False
+        lowered = BalanceSample(max(at, b.t + 1e-3), b.balance - amount)
+        try:
+            self.tracker.add(lowered, lump=True)
+        except ValueError:
+            return False
+        self.judge.last = lowered
+        self._believed = lowered
+        return True
 
     # --- steps -------------------------------------------------------------------------------
     async def read_balance(self, *, stoppable: bool = False) -> Balance:
@@ -426,6 +459,7 @@ class Engine:
             blind_for=self.params.poll_min if self._signal_interval() is not None else None,
             settling=any(not e.late for e in in_flight),
             messages_refused=self._refused > 0,
+            reserve=self.reserve,
         )
         self._last_state = state
         # When the conditions that end with time will end, for the messages that announce them.
@@ -533,7 +567,8 @@ class Engine:
         self.status.last_topup = result
         self._sink.emit(result)
 
-    def _poll_failed(self, exc: VonageError) -> float:
+    def read_failed(self, exc: VonageError) -> float:
+        """The reading could not be had: say so, back off; returns seconds until the next try."""
         self._poll_failures += 1
         log.warning("poll_failed", extra={"error_type": type(exc).__name__})
         self._sink.emit(PollFailed(self._clock.wall(), type(exc).__name__, str(exc)))

@@ -36,10 +36,15 @@ top-up would otherwise really have been made) the decision WARNs if exhaustion i
 that is its purpose. Far from the trigger but running out within ``horizon``: WARN only if the
 guard could not act when the time comes (auto-reload off, breaker, caps, dry run); a top-up in
 flight or another leader will act, so those stay quiet.
+
+A fleet's bank. A primary account that funds subaccounts by transfer keeps, on top of its floor,
+``reserve``: what the fleet is about to draw (``fleet/guard.py``). A primary that sends nothing
+itself but feeds a fleet is not an idle wallet.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -132,6 +137,8 @@ class GuardState:
     blind_for: float | None = None  # longest the guard goes unseeing; None: a poll interval.
     # Shorter while sender signals flow: every answer shows the balance, so the headroom need
     # only cover the time to react to one.
+    reserve: Decimal = Decimal(0)  # EUR others are about to draw from this balance (a fleet's
+    # transfers to its subaccounts): kept on top of the floor, and no wallet it feeds is idle
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +225,9 @@ def decide(
         reason = "first balance sample: need two to forecast spend"
         return _decision(Action.NOTHING, reason, params.poll_min, exhaustion=False, projected=None)
     f = forecast
+    if state.reserve > 0:
+        # What the fleet is about to draw is as untouchable as the floor itself.
+        params = dataclasses.replace(params, min_balance=params.min_balance + state.reserve)
     elapsed = max(0.0, now - f.t)
     settling = state.credit_in_flight > 0 if state.settling is None else state.settling
     waiting = state.in_flight or settling or state.doubt_ends_in is not None
@@ -258,7 +268,7 @@ def decide(
         reason = f"healthy: {numbers}; next poll in {_secs(poll)}"
         return _decision(Action.NOTHING, reason, poll, exhaustion, projected)
 
-    if f.rate <= 0 and f.balance > 0 and not state.messages_refused:
+    if f.rate <= 0 and f.balance > 0 and not state.messages_refused and state.reserve <= 0:
         reason = (
             f"balance {_eur(f.balance)} is below floor {_eur(params.min_balance)} but nothing"
             " was spent recently: not topping up an idle wallet"
