@@ -37,6 +37,10 @@ class Condition(StrEnum):
     BALANCE_MISREAD = "balance_misread"  # an implausible or reverted balance answer was dropped
     ONE_OFF_DEBIT = "one_off_debit"  # a lump debit, kept out of the spend rate
     MESSAGES_REFUSED = "messages_refused"  # senders report out-of-credit refusals right now
+    SUBACCOUNT_LOW = "subaccount_low"  # fleet: subaccounts below their floor
+    SUBACCOUNT_SUSPENDED = "subaccount_suspended"  # fleet: Vonage reports subaccounts suspended
+    FLEET_SHORTFALL = "fleet_shortfall"  # fleet: the primary cannot cover what the fleet needs
+    TRANSFER_IN_DOUBT = "transfer_in_doubt"  # fleet: a transfer's outcome awaits the listing
 
 
 class Outcome(StrEnum):
@@ -112,7 +116,42 @@ class ConditionsChanged:
     clears_at: Mapping[Condition, float] = field(default_factory=dict)  # condition -> Unix s
 
 
-Event = Started | Stopped | PollCompleted | PollFailed | TopUpFinished | ConditionsChanged
+@dataclass(frozen=True, slots=True)
+class TransferFinished:
+    """A balance transfer reached a state worth telling (applied, refused, in doubt, settled)."""
+
+    wall: float
+    account: str  # the subaccount's API key (not a secret)
+    name: str | None
+    transfer_id: int
+    state: str  # a TransferState value
+    amount: Decimal
+    reference: str
+    detail: str
+    settled_late: bool  # settled by the listing after an ambiguous answer
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCycle:
+    """One fleet cycle: every own-balance subaccount's spendable EUR (the metrics' gauges)."""
+
+    wall: float
+    balances: Mapping[str, Decimal] = field(default_factory=dict)
+    transfers: int = 0
+    list_calls: int = 0  # since start
+    duration_s: float = 0.0
+
+
+Event = (
+    Started
+    | Stopped
+    | PollCompleted
+    | PollFailed
+    | TopUpFinished
+    | ConditionsChanged
+    | TransferFinished
+    | FleetCycle
+)
 
 
 class EventSink(Protocol):

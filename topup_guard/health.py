@@ -151,6 +151,8 @@ def status_document(status: GuardStatus, clock: Clock, limit: float) -> dict[str
         "uptime_s": now - status.started_at,
         "freshness_limit_s": limit,
     }
+    if status.fleet is not None:
+        doc["fleet"] = status.fleet()
     if forecast is not None:
         doc["forecast"] = {
             "rate_eur_per_s": forecast.rate,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from topup_guard.events import TopUpFinished
 
@@ -39,3 +40,5 @@ class GuardStatus:
     unexplained_credits_eur: Decimal = Decimal(0)
     remembered_rate: float = 0.0  # EUR/s this time of day brought on earlier days
     largest_burst: float = 0.0  # EUR/s, the largest remembered
+    # Fleet mode: builds the ``fleet`` part of /status on request (every account), else None.
+    fleet: Callable[[], dict[str, Any]] | None = None

@@ -138,4 +138,47 @@ CONDITION_TEXT: dict[Condition, ConditionText] = {
         ),
         recovered="Senders report messages accepted again.",
     ),
+    Condition.SUBACCOUNT_LOW: ConditionText(
+        icon="🪫",
+        title="Subaccounts are below their floor",
+        action=(
+            "The message names them, lowest first. The guard transfers to them from the primary "
+            "as fast as the caps and the primary's balance allow; if a related alert says the "
+            "primary cannot pay or a cap binds, act on that one."
+        ),
+        recovered="Every subaccount is above its floor again.",
+        severity=Severity.WARNING,
+    ),
+    Condition.SUBACCOUNT_SUSPENDED: ConditionText(
+        icon="⛔",
+        title="Subaccounts are suspended at Vonage",
+        action=(
+            "Vonage reports these subaccounts suspended: they cannot send, and the guard does not "
+            "fund them. Reactivate them in the Vonage dashboard (or the Subaccounts API) if that "
+            "was not intended."
+        ),
+        recovered="No subaccount is suspended any more.",
+        severity=Severity.WARNING,
+    ),
+    Condition.FLEET_SHORTFALL: ConditionText(
+        icon="🏦",
+        title="The primary account cannot cover the fleet",
+        action=(
+            "The primary's balance above its floor is less than the subaccounts need; the message "
+            "ranks who runs dry first and when. The guard tops the primary up as its caps allow; "
+            "if they bind or top-ups fail, add credit to the primary by hand now."
+        ),
+        recovered="The primary covers the fleet again.",
+    ),
+    Condition.TRANSFER_IN_DOUBT: ConditionText(
+        icon="⏳",
+        title="A transfer's outcome is not known yet",
+        action=(
+            "A balance transfer got an ambiguous answer; the guard lists the primary's transfers "
+            "for its reference and resends only when the listing proves it did not happen. If "
+            "this lasts, the Subaccounts API's listing is failing: check Vonage's status page."
+        ),
+        recovered="Every transfer is settled.",
+        severity=Severity.WARNING,
+    ),
 }

@@ -43,6 +43,11 @@ CAUSES: Mapping[Condition, frozenset[Condition]] = {
     C.MESSAGES_REFUSED: frozenset(),  # the symptom senders see; grouped with what caused it
     C.BALANCE_MISREAD: frozenset(),  # a dropped answer: informational, its own group
     C.ONE_OFF_DEBIT: frozenset({C.LOW_BALANCE}),  # a lump can take the balance under the floor
+    # Fleet: a primary that cannot pay leaves subaccounts low; a transfer in doubt holds one back.
+    C.FLEET_SHORTFALL: frozenset({C.SUBACCOUNT_LOW}),
+    C.TRANSFER_IN_DOUBT: frozenset({C.SUBACCOUNT_LOW}),
+    C.SUBACCOUNT_SUSPENDED: frozenset(),
+    C.SUBACCOUNT_LOW: frozenset(),
 }
 # The root of a group: the first of these in it (the one whose fix clears the others).
 ROOT_ORDER = (
@@ -58,6 +63,10 @@ ROOT_ORDER = (
     C.EXHAUSTION_FORECAST,
     C.LOW_BALANCE,
     C.MESSAGES_REFUSED,
+    C.FLEET_SHORTFALL,
+    C.TRANSFER_IN_DOUBT,
+    C.SUBACCOUNT_SUSPENDED,
+    C.SUBACCOUNT_LOW,
 )
 # The conditions a failed (refused) or unconfirmed top-up leads to: a group holding one of them
 # tells the top-up; any other group is unrelated to it.
