@@ -28,6 +28,13 @@ values: a series that appears only with the first failure is invisible to ``incr
 | topup_guard.notifications          | counter   | {message} | channel, result (sent/dropped/…) |
 | topup_guard.slack_messages         | counter   | {message} | result (Slack only: old name) |
 | topup_guard.condition              | gauge     | 1       | condition (1 active, 0 not)      |
+| topup_guard.account_balance        | gauge     | EUR     | account (fleet mode: spendable)  |
+| topup_guard.transfers              | counter   | {transfer} | account, state                |
+| topup_guard.transferred            | counter   | EUR     | account (applied transfers)      |
+| topup_guard.fleet_list_calls       | counter   | {call}  | (one per fleet cycle)            |
+
+``account`` is an API key of the fleet (not a secret): the primary and the subaccounts the fleet
+file includes, bounded by the account's own subaccounts (Vonage's limit), never free text.
 """
 
 from __future__ import annotations
@@ -44,11 +51,13 @@ from topup_guard.events import (
     Condition,
     ConditionsChanged,
     Event,
+    FleetCycle,
     Outcome,
     PollCompleted,
     PollFailed,
     Started,
     TopUpFinished,
+    TransferFinished,
 )
 
 POLL_DELAY_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -56,6 +65,8 @@ CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 SLACK_RESULTS = ("sent", "dropped", "failed")
 # The Vonage calls ``run`` makes; their no-answer failures are known label sets in advance.
 GUARD_CALLS = (("get-balance", "GET"), ("top-up", "POST"))
+# A transfer's ledger states (``fleet/transfer_base.TransferState``), as label values.
+TRANSFER_STATES = ("pending", "unknown", "succeeded", "failed", "unconfirmed", "dry_run")
 
 # What went wrong, as a label value. Most specific class first: RateLimitedError is an ApiError.
 _KIND_OF: tuple[tuple[type[BaseException], str], ...] = (
@@ -200,6 +211,29 @@ class Instruments:
             unit="1",
             description="1 while an alert condition is active, else 0.",
         )
+        self._accounts: dict[str, float] = {}
+        self.account_balance = meter.create_observable_gauge(
+            "topup_guard.account_balance",
+            callbacks=[self._observe_accounts],
+            unit="EUR",
+            description="Fleet mode: each account's spendable balance, from the list call.",
+        )
+        self.transfers = meter.create_counter(
+            "topup_guard.transfers",
+            unit="{transfer}",
+            description="Fleet mode: balance transfers by subaccount and state.",
+        )
+        self.transferred = meter.create_counter(
+            "topup_guard.transferred",
+            unit="EUR",
+            description="Fleet mode: EUR moved to each subaccount by applied transfers.",
+        )
+        self.fleet_list_calls = meter.create_counter(
+            "topup_guard.fleet_list_calls",
+            unit="{call}",
+            description="Fleet mode: subaccount list calls (one per cycle).",
+        )
+        self._list_calls = 0
         self._conditions: set[str] = set()
         self._announced = True  # a ConditionsChanged came since the last PollCompleted
         self._preinitialise()
@@ -224,6 +258,20 @@ class Instruments:
                 self.api_calls.add(0, {**attrs, "outcome": kind})
         for condition in Condition:
             self.condition.set(0, {"condition": condition.value})
+
+    def _observe_accounts(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(eur, {"account": key}) for key, eur in self._accounts.items()]
+
+    def _fleet_cycle(self, event: FleetCycle) -> None:
+        for key in event.balances.keys() - self._accounts.keys():
+            # A new account: its counters start at 0, so its first transfer is an increase.
+            for state in TRANSFER_STATES:
+                self.transfers.add(0, {"account": key, "state": state})
+            self.transferred.add(0, {"account": key})
+        self._accounts = {key: float(eur) for key, eur in event.balances.items()}
+        if event.list_calls > self._list_calls:
+            self.fleet_list_calls.add(event.list_calls - self._list_calls)
+            self._list_calls = event.list_calls
 
     def _observe_tte(self, options: CallbackOptions) -> Iterable[Observation]:
         tte = self._tte
@@ -271,6 +319,12 @@ class Instruments:
                 self.topped_up.add(float(amount))
                 if event.wall > 0:
                     self.last_topup.set(event.wall)
+        elif isinstance(event, FleetCycle):
+            self._fleet_cycle(event)
+        elif isinstance(event, TransferFinished):
+            self.transfers.add(1, {"account": event.account, "state": event.state})
+            if event.state == "succeeded":
+                self.transferred.add(float(event.amount), {"account": event.account})
         elif isinstance(event, ConditionsChanged):
             self._announced = True
             self._set_conditions({c.value for c in event.active})

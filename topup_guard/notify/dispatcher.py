@@ -18,8 +18,16 @@ from collections import deque
 from collections.abc import Sequence
 
 from topup_guard.clock import Clock, SystemClock
-from topup_guard.events import ConditionsChanged, Event, Outcome, Started, Stopped, TopUpFinished
-from topup_guard.notify import messages
+from topup_guard.events import (
+    ConditionsChanged,
+    Event,
+    Outcome,
+    Started,
+    Stopped,
+    TopUpFinished,
+    TransferFinished,
+)
+from topup_guard.notify import fleet_messages, messages
 from topup_guard.notify.channels import Channel
 from topup_guard.notify.incident_text import incident
 from topup_guard.notify.incidents import IncidentTracker
@@ -59,6 +67,7 @@ class Dispatcher:
         ]
         self._tracker = IncidentTracker(repeat, group_wait)
         self._seen_topups: deque[tuple[int, Outcome]] = deque(maxlen=_SEEN_TOPUPS)
+        self._seen_transfers: deque[tuple[int, str]] = deque(maxlen=_SEEN_TOPUPS)
         self._last_dry_run: float | None = None
         self._dry_runs_suppressed = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -115,6 +124,12 @@ class Dispatcher:
             note = self._topup(event, now)
             if note is not None:
                 return [note, *self._flush(now)]
+        elif isinstance(event, TransferFinished):
+            key = (event.transfer_id, event.state)
+            told = fleet_messages.transfer(event, self.scope)
+            if told is not None and key not in self._seen_transfers:
+                self._seen_transfers.append(key)
+                return [told, *self._flush(now)]
         return self._flush(now)
 
     def _topup(self, event: TopUpFinished, now: float) -> Note | None:
