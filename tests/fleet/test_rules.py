@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -337,7 +340,7 @@ def test_trailing_zeros_are_not_extra_decimals() -> None:
         "Infinity",
         [5],
         {"eur": 5},
-    ],  # fmt: skip
+    ],
 )
 def test_an_amount_that_is_not_a_positive_sum_of_money_is_refused(value: object) -> None:
     with pytest.raises(FleetFileError) as caught:
@@ -419,7 +422,8 @@ def test_a_directory_is_not_a_fleet_file(tmp_path: Path) -> None:
 def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
     line = problem_of(tmp_path, "[defaults]\nfloor = 5\nfloor 6\n")
     assert line.startswith(f"fleet file {tmp_path / 'fleet.toml'}: not valid TOML: ")
-    assert "line 3" in line and line.endswith("; fix it there")
+    assert "line 3" in line
+    assert line.endswith("; fix it there")
 
 
 def test_a_duplicate_key_is_invalid_toml(tmp_path: Path) -> None:
@@ -458,7 +462,7 @@ def test_the_fingerprint_changes_when_a_rule_in_the_file_changes(
     before = load_fleet_file(write(tmp_path, BASE)).fingerprint()
     after = load_fleet_file(write(tmp_path, changed)).fingerprint()
     assert before != after
-    assert len(after) == 12 and int(after, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{12}", after)
 
 
 def test_the_fingerprint_changes_when_overrides_swap_places(tmp_path: Path) -> None:
@@ -479,3 +483,33 @@ def test_the_fingerprint_ignores_comments_layout_the_path_and_how_an_amount_is_w
     )
     one = load_fleet_file(write(tmp_path, BASE)).fingerprint()
     assert load_fleet_file(write(tmp_path, same, "other.toml")).fingerprint() == one
+
+
+# --- the README says what the code does ----------------------------------------------------------
+
+README = ROOT / "README.md"
+
+
+def fleet_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    return text.split("\n## Fleet mode (subaccounts)\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_fleet_file_example_loads_and_means_what_its_comments_say() -> None:
+    block = fleet_section().split("```toml\n", 1)[1].split("```", 1)[0]
+    rules = parse_fleet(tomllib.loads(block), "README.md")
+    assert rules.for_account("qwer1234", "Acme").floor == Decimal(20)
+    assert rules.for_account("zzzz0000", "test-7").excluded
+    assert rules == replace(load_fleet_file(EXAMPLE), source="README.md", overrides=rules.overrides)
+
+
+def test_the_readme_error_examples_are_the_messages_the_guard_prints() -> None:
+    shown = [line.strip() for line in fleet_section().splitlines() if "topup-guard: " in line]
+    assert len(shown) == 2
+    source = "/etc/topup-guard/fleet.toml"
+    with pytest.raises(FleetFileError) as caught:
+        parse_fleet({"account": [{"key": "a", "floor": 9}, {"key": "b", "flor": 9}]}, source)
+    with pytest.raises(FleetFileError) as caught2:
+        parse_fleet({"defaults": {"transfer_amount": "10.005"}}, source)
+    printed = caught.value.problems[:1] + caught2.value.problems
+    assert shown == [f"topup-guard: TOPUP_GUARD_FLEET_FILE: {line}" for line in printed]
