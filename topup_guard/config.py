@@ -423,19 +423,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 problems.append(message)
         raise ConfigError(problems) from None
     if settings.fleet_file is not None:
-        problems += _fleet_file_problems(settings.fleet_file)
+        secrets = [str(values[f]) for f in SECRET_FIELDS if f in values]
+        problems += _fleet_file_problems(settings.fleet_file, secrets)
     if problems:
         raise ConfigError(problems)
     return settings
 
 
-def _fleet_file_problems(path: Path) -> list[str]:
+def _fleet_file_problems(path: Path, secrets: list[str]) -> list[str]:
     """The fleet file is read here too, not only by fleet mode, so ``check`` refuses what
-    ``run`` would and a broken file stops the start instead of the first cycle."""
+    ``run`` would and a broken file stops the start instead of the first cycle. Its problems
+    quote its values, so a secret pasted into it is masked."""
     from topup_guard.fleet.rules import FleetFileError, load_fleet_file  # only for fleets
 
     try:
         load_fleet_file(path)
     except FleetFileError as exc:
-        return [f"{env_name('fleet_file')}: {line}" for line in exc.problems]
+        lines = [f"{env_name('fleet_file')}: {line}" for line in exc.problems]
+        for secret in (s for s in secrets if len(s) >= 4):
+            lines = [line.replace(secret, "******") for line in lines]
+        return lines
     return []

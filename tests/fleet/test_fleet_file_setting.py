@@ -95,3 +95,15 @@ def test_run_and_check_exit_2_when_the_fleet_file_is_missing(
     err = capsys.readouterr().err
     assert err.startswith("topup-guard: TOPUP_GUARD_FLEET_FILE: fleet file ")
     assert "cannot read it (No such file or directory); check the path" in err
+
+
+def test_a_secret_pasted_into_the_fleet_file_is_not_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(f'[[account]]\nkey = "k"\nfloor = "{DEMO_API_SECRET}"\n', encoding="utf-8")
+    env = {"TOPUP_GUARD_FLEET_FILE": str(path), "VONAGE_API_SECRET": DEMO_API_SECRET}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    (line,) = caught.value.problems
+    assert DEMO_API_SECRET not in line
+    assert line.endswith('[[account]] #1 floor: must be an amount in EUR greater than 0 with at '
+                         'most 2 decimals, such as 12.50, got "******"')  # fmt: skip
