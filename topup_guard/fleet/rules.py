@@ -299,7 +299,8 @@ def _consistent(reader: _Reader, rules: FleetRules) -> None:
             reader.problem(
                 f"{where} transfer_amount",
                 f"EUR {amount} is more than the fleet-wide [fleet] max_daily_amount "
-                f"(EUR {rules.max_daily_amount}), so every transfer would be refused",
+                f"(EUR {rules.max_daily_amount}), so every transfer would be refused; lower it "
+                "or raise that cap",
             )
         top = account.max_balance
         if top is not None and top <= account.floor and touched & {"max_balance", "floor"}:
