@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(15.0, ge=1, examples=["15"])
     """Seconds a spending lease lasts unless renewed (renewed every third of it). Default 15."""
 
+    # --- Fleet mode (see README "Fleet mode (subaccounts)") -------------------------------
+    fleet_file: Path | None = Field(None, examples=["/etc/topup-guard/fleet.toml"])
+    """TOML file of funding rules for the primary account's subaccounts (defaults, overrides by
+    key or name pattern, fleet-wide caps); read and checked at start-up. Default unset (the
+    configured account alone)."""
+
     # --- The sender's own signal (see README "The sender's own signal") -----------------
     signal_host: str = Field("127.0.0.1", examples=["127.0.0.1"])
     """Address of the sender's signal endpoint (`/v1/signals/*`). Any address that is not loopback
@@ -416,6 +422,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             else:
                 problems.append(message)
         raise ConfigError(problems) from None
+    if settings.fleet_file is not None:
+        secrets = [str(values[f]) for f in SECRET_FIELDS if f in values]
+        problems += _fleet_file_problems(settings.fleet_file, secrets)
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _fleet_file_problems(path: Path, secrets: list[str]) -> list[str]:
+    """The fleet file is read here too, not only by fleet mode, so ``check`` refuses what
+    ``run`` would and a broken file stops the start instead of the first cycle. Its problems
+    quote its values, so a secret pasted into it is masked."""
+    from topup_guard.fleet.rules import FleetFileError, load_fleet_file  # only for fleets
+
+    try:
+        load_fleet_file(path)
+    except FleetFileError as exc:
+        lines = [f"{env_name('fleet_file')}: {line}" for line in exc.problems]
+        for secret in (s for s in secrets if len(s) >= 4):
+            lines = [line.replace(secret, "******") for line in lines]
+        return lines
+    return []

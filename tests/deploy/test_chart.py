@@ -45,6 +45,7 @@ MONEY = (
     "policy.maxPlausibleBalance=",
 )
 CREDENTIALS = ["vonage.apiKey=abcd1234", "vonage.apiSecret=S3cret", "vonage.trx=abc123"]
+EXAMPLE_FLEET_FILE = ROOT / "examples" / "fleet.toml"
 
 
 @pytest.fixture(autouse=True)
@@ -342,6 +343,7 @@ EVERYTHING = [
     "notifications.pagerduty.routingKey=R0KEY",
     "policy.pollIntervalWithSignal=300",
     "signal.token=signal-token-0123456789",
+    f"fleet.file={EXAMPLE_FLEET_FILE}",  # a real file: loading the settings reads it
 ]
 
 
@@ -375,6 +377,13 @@ def test_rendered_environment_loads_into_the_values_given(tmp_path: Path) -> Non
     assert settings.topup_amount == Decimal("50")
     assert settings.health_port == 9464
     assert settings.secret("redis_url") == "redis://redis:6379/0"
+    assert settings.fleet_file == EXAMPLE_FLEET_FILE
+
+
+def test_a_fleet_file_reaches_the_guard_only_when_one_is_given() -> None:
+    assert "TOPUP_GUARD_FLEET_FILE" not in environment(render(sets=CREDENTIALS))
+    given = environment(render(sets=[*CREDENTIALS, "fleet.file=/etc/topup-guard/fleet.toml"]))
+    assert given["TOPUP_GUARD_FLEET_FILE"] == "/etc/topup-guard/fleet.toml"
 
 
 def test_chart_defaults_match_the_application_defaults() -> None:

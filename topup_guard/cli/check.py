@@ -5,8 +5,9 @@ variable), reads the balance with them, and looks for combinations that would le
 unable or unwilling to act: auto-reload off, caps that forbid every top-up, a ledger that cannot
 be written, a breaker the ledger shows open or caps it shows used up. Every rule ``run`` applies
 to the settings is applied here too (``load_settings``). What cannot be verified without
-spending money (the trx) is said so plainly. Any problem exits 1; warnings are shown but do not
-fail. ``--slack`` also sends a test message through the configured Slack.
+spending money (the trx) is said so plainly. With a fleet file it also lists the subaccounts
+and says what the rules make of them (``check_fleet``). Any problem exits 1; warnings are shown
+but do not fail. ``--slack`` also sends a test message through the configured Slack.
 
 With ``--live`` it only asks the running worker's ``/livez`` — cheap, no Vonage call, no secrets
 needed — so it can serve as a Kubernetes exec probe.
@@ -204,6 +205,10 @@ async def check(args: argparse.Namespace) -> int:
         )
     else:
         findings += balance_findings(balance.value, balance.auto_reload, settings)
+    if settings.fleet_file is not None:
+        from topup_guard.cli.check_fleet import fleet_findings  # only for fleets
+
+        findings += await fleet_findings(settings)
     findings += policy_findings(settings)
     findings.append(TRX_UNVERIFIED)
     findings += await _ledger_now(settings)
