@@ -18,7 +18,8 @@ from typing import TextIO
 
 from topup_guard.clock import SystemClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_settings
-from topup_guard.demo_signal import ACT_SECONDS, run_signal_act, summarize
+from topup_guard.demo_signal import ACT_SECONDS, run_signal_act
+from topup_guard.demo_timeline import summarize
 from topup_guard.engine import Engine
 from topup_guard.events import Event, Fanout, Outcome, PollCompleted, PollFailed, TopUpFinished
 from topup_guard.ledger.sqlite import SqliteLedger

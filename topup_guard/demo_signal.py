@@ -11,17 +11,16 @@ answers showed what, when the guard read the balance and topped up, when its nex
 from __future__ import annotations
 
 import asyncio
-import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
 from topup_guard.clock import SystemClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_settings
+from topup_guard.demo_timeline import ActTimeline, Poll
 from topup_guard.engine import Engine
 from topup_guard.events import Event, Fanout, PollCompleted, TopUpFinished
 from topup_guard.ledger.sqlite import SqliteLedger
@@ -57,48 +56,6 @@ SCENARIO = Scenario(
     balance_latency_s=0.02,
     message_price=PRICE,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Poll:
-    at: float  # wall time the guard had the reading (and its decision)
-    balance: Decimal
-    due: float | None  # when the engine's own schedule had this poll (None: the first)
-    top_up: bool
-
-    @property
-    def early(self) -> bool:
-        """Brought forward by the senders' answers, not the schedule."""
-        return self.due is not None and self.at < self.due - 1.0
-
-
-@dataclass
-class ActTimeline:
-    """What happened, in wall times (Unix seconds), as the engine, the sender and the simulator
-    saw it."""
-
-    started: float = 0.0  # the guard's start; the live lines count from here
-    burst: float = 0.0  # the campaign's first message
-    emptied: float = 0.0  # the balance taken at once
-    polls: list[Poll] = field(default_factory=list)
-    topups: list[float] = field(default_factory=list)  # top-up calls, on the simulator's record
-    refusals: list[float] = field(default_factory=list)  # status-9 answers
-    sent: list[float] = field(default_factory=list)  # every answer's arrival
-    reads: int = 0  # get-balance calls the simulator answered
-    topups_on_a_read: int = 0  # top-up calls made right after a get-balance that asked for one
-
-    def first_poll_after(self, t: float) -> Poll | None:
-        return next((p for p in self.polls if p.at >= t and p.early), None)
-
-    def first_topup_after(self, t: float) -> float | None:
-        return next((x for x in self.topups if x >= t), None)
-
-    def answers_after(self, a: float, b: float) -> int:
-        """The sender's answers that arrived after ``a``, before ``b``."""
-        return sum(1 for x in self.sent if a < x < b)
-
-    def refused_between(self, a: float, b: float) -> int:
-        return sum(1 for x in self.refusals if a <= x < b)
 
 
 class _ScheduleWatch(SystemClock):
@@ -145,7 +102,7 @@ class _Observer:
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
-        self.line = ActTimeline()
+        self.line = ActTimeline(floor=FLOOR, steady_rate=STEADY_RATE)
         self.clock: _ScheduleWatch | None = None
         self._last_balance: Decimal | None = None
         self._said_refused = self._said_burst = False
@@ -213,6 +170,7 @@ class _Observer:
             self._said_refused = False
             self.say(a.at, "sender: messages go through again")
         if a.balance is not None:
+            line.balances.append((a.at, a.balance))
             last = self._last_balance
             if last is not None and a.balance > last + 1 and a.status == "0":
                 self.say(a.at, f"sender: its answer shows the credit: {a.balance:.2f} EUR")
@@ -262,10 +220,11 @@ async def run_signal_act(*, seconds: float = ACT_SECONDS, out: TextIO) -> ActTim
         await signal.start()
         signal_url = f"http://127.0.0.1:{signal.port}"
         print(
-            f"A sender sends {STEADY_RATE:g} SMS/s through the simulator ({sim.url}/sms/json) "
-            f"and forwards every answer\nto the guard's signal endpoint ({signal_url}/v1/signals"
-            f"/sms). The guard polls get-balance only every\n{POLL_INTERVAL:g} s. Balance "
-            f"{START_BALANCE} EUR, floor {FLOOR} EUR, top-ups of {TOPUP} EUR, real time.\n",
+            f"A sender sends {STEADY_RATE:g} SMS/s through the simulator ({sim.url}/sms/json)\n"
+            f"and forwards every answer to the guard's signal endpoint "
+            f"({signal_url}/v1/signals/sms).\nThe guard polls get-balance only every "
+            f"{POLL_INTERVAL:g} s. Balance {START_BALANCE} EUR, floor {FLOOR} EUR, top-ups of "
+            f"{TOPUP} EUR; real time.\n",
             file=out,
             flush=True,
         )
@@ -306,70 +265,3 @@ async def run_signal_act(*, seconds: float = ACT_SECONDS, out: TextIO) -> ActTim
         await signal.stop()
         await sim.stop()
     return line
-
-
-@dataclass(frozen=True, slots=True)
-class Reaction:
-    """How the guard answered one moment of the act (seconds from the moment itself)."""
-
-    looked_in: float  # to the get-balance read the answers brought forward
-    topped_up_in: float  # to the top-up call reaching the simulator
-    answers_before_look: int  # the sender's answers after the moment's own, before that read
-    poll_was_due_in: float  # to the next poll the engine had scheduled: polling alone
-    refused: int  # messages refused from the moment to the end of the act
-
-
-def reaction(line: ActTimeline, moment: float) -> Reaction | None:
-    """The guard's answer to ``moment`` (``line.burst``, or the first refusal); None if it
-    never looked early or never topped up after it."""
-    poll, topup = line.first_poll_after(moment), line.first_topup_after(moment)
-    if poll is None or poll.due is None or topup is None:
-        return None
-    return Reaction(
-        looked_in=poll.at - moment,
-        topped_up_in=topup - moment,
-        answers_before_look=line.answers_after(moment, poll.at),
-        poll_was_due_in=poll.due - moment,
-        refused=line.refused_between(moment, math.inf),
-    )
-
-
-def summarize(line: ActTimeline, out: TextIO) -> None:
-    """What the answers bought, in measured figures."""
-    print("\nMeasured:", file=out)
-    campaign = reaction(line, line.burst)
-    if campaign is not None:
-        print(
-            f"  the campaign: the guard read the balance {campaign.looked_in:.2f} s after it "
-            f"began ({campaign.answers_before_look} answers in) and its top-up reached Vonage "
-            f"{campaign.topped_up_in:.2f} s after it began; "
-            f"{line.refused_between(line.burst, line.emptied or math.inf)} messages refused. "
-            f"Its next poll was due {campaign.poll_was_due_in:.0f} s after the campaign began.",
-            file=out,
-        )
-    first_refusal = next((r for r in line.refusals if r >= line.emptied), None)
-    refusal = reaction(line, first_refusal) if first_refusal is not None else None
-    if refusal is not None:
-        late = refusal.poll_was_due_in
-        before = (
-            "before the sender's next message"
-            if refusal.answers_before_look == 0
-            else f"{refusal.answers_before_look} messages later"
-        )
-        print(
-            f"  the empty account: the guard read the balance {refusal.looked_in:.2f} s after "
-            f"the first refused message ({before}) and its top-up reached Vonage "
-            f"{refusal.topped_up_in:.2f} s after it; {refusal.refused} messages refused until "
-            f"the credit showed. Polling alone would have looked {late:.0f} s after the "
-            f"refusal: about {late * STEADY_RATE:.0f} messages refused at {STEADY_RATE:g} SMS/s.",
-            file=out,
-        )
-    early = line.refused_between(0.0, line.emptied or math.inf)
-    print(
-        f"  {len(line.sent)} messages sent, {early} refused before the account was emptied; "
-        f"{line.reads} get-balance calls, most of them watching {len(line.topups)} top-up "
-        f"credits arrive; {line.topups_on_a_read} of the {len(line.topups)} top-ups followed a "
-        "get-balance reading that called for it (a forwarded answer never moves money).",
-        file=out,
-        flush=True,
-    )
