@@ -89,8 +89,9 @@ def alone(scenario: Scenario, sim_seconds: float) -> SimAccount:
 async def run_demo(
     *, seconds: float, speed: float, out: TextIO, signal_seconds: float = ACT_SECONDS
 ) -> int:
-    """Part 1 for ``seconds`` at ``speed``, then part 2 (skipped when ``signal_seconds`` is 0)."""
-    await run_polling_part(seconds=seconds, speed=speed, out=out)
+    """Part 1 for ``seconds`` at ``speed``, then part 2 for ``signal_seconds``; 0 skips a part."""
+    if seconds > 0:
+        await run_polling_part(seconds=seconds, speed=speed, out=out)
     if signal_seconds > 0:
         print(
             "\nPart 2 of 2: the sender's own signal. Every answer of Vonage's SMS API carries the "

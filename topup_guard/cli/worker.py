@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
         "--seconds",
         type=float,
         default=24.0,
-        help="real seconds of part 1 (the bursty account on a fast clock)",
+        help="real seconds of part 1 (the bursty account on a fast clock); 0 skips it",
     )
     demo.add_argument("--speed", type=float, default=15.0, help="simulated seconds per second")
     demo.add_argument(
