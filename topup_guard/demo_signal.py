@@ -1,4 +1,4 @@
-"""The demo's second act: a sender's forwarded answers make the guard act between two polls.
+"""The demo's second part: a sender's forwarded answers make the guard act between two polls.
 
 Real time, real HTTP, the real engine: the simulator serves ``/sms/json``; ``SimSender`` sends a
 steady trickle of SMS through it, then a campaign burst, and forwards every raw answer to a real
@@ -253,9 +253,17 @@ async def run_signal_act(*, seconds: float = ACT_SECONDS, out: TextIO) -> ActTim
                 emptying = asyncio.create_task(
                     _empty_the_account(ctx, begun + EMPTIED_AT, observer)
                 )
-                await asyncio.sleep(max(seconds, EMPTIED_AT + 2.5) - (time.time() - line.started))
-                stop.set()
-                await asyncio.gather(guard, sending, emptying)
+                try:
+                    left = max(seconds, EMPTIED_AT + 2.5) - (time.time() - line.started)
+                    await asyncio.sleep(left)
+                finally:
+                    stop.set()  # also when interrupted: nothing keeps running behind the demo
+                    emptying.cancel()
+                await asyncio.gather(guard, sending, emptying, return_exceptions=True)
+                for task in (guard, sending):
+                    error = task.exception()
+                    if error is not None:
+                        raise error
             await ledger.close()
         # The simulator's own record of each top-up call, on its clock (real time here).
         offset = time.time() - ctx.sim_time()

@@ -53,7 +53,7 @@ class Answer:
 
 
 class SimSender:
-    """Sends ``rate`` messages a second until ``run``'s stop event is set."""
+    """Sends ``rate`` messages a second (or as ``steps`` say) until ``run``'s stop is set."""
 
     def __init__(
         self,
