@@ -1,8 +1,10 @@
 """``topup-guard demo``: the guard saving a bursty account, live, with nothing to configure.
 
-The simulator runs in-process on a free port with the embedded bursty scenario on an accelerated
-clock; the real engine talks to it over HTTP with the real client, ledger and policy. Afterwards
-the same scenario is replayed without the guard (Vonage's auto-reload alone) for comparison.
+Part 1: the simulator runs in-process on a free port with the embedded bursty scenario on an
+accelerated clock; the real engine talks to it over HTTP with the real client, ledger and policy.
+Afterwards the same scenario is replayed without the guard (Vonage's auto-reload alone) for
+comparison. Part 2 (``demo_signal``): in real time, a sender's forwarded SMS answers make the
+guard act within one message while its next poll is two minutes away.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import TextIO
 
 from topup_guard.clock import SystemClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, load_settings
+from topup_guard.demo_signal import ACT_SECONDS, run_signal_act
+from topup_guard.demo_timeline import summarize
 from topup_guard.engine import Engine
 from topup_guard.events import Event, Fanout, Outcome, PollCompleted, PollFailed, TopUpFinished
 from topup_guard.ledger.sqlite import SqliteLedger
@@ -82,7 +86,26 @@ def alone(scenario: Scenario, sim_seconds: float) -> SimAccount:
     return account
 
 
-async def run_demo(*, seconds: float, speed: float, out: TextIO) -> int:
+async def run_demo(
+    *, seconds: float, speed: float, out: TextIO, signal_seconds: float = ACT_SECONDS
+) -> int:
+    """Part 1 for ``seconds`` at ``speed``, then part 2 for ``signal_seconds``; 0 skips a part."""
+    if seconds > 0:
+        await run_polling_part(seconds=seconds, speed=speed, out=out)
+    if signal_seconds > 0:
+        print(
+            "\nPart 2 of 2: the sender's own signal. Every answer of Vonage's SMS API carries the "
+            "balance;\na sender that forwards its answers lets the guard react within one "
+            "message instead of one poll.\n",
+            file=out,
+            flush=True,
+        )
+        summarize(await run_signal_act(seconds=signal_seconds, out=out), out)
+    return 0
+
+
+async def run_polling_part(*, seconds: float, speed: float, out: TextIO) -> None:
+    """The guard alone against a bursty account on an accelerated clock, then the comparison."""
     scenario = default_scenario()
     sim = await start_simulator("127.0.0.1", 0, scenario=scenario, speed=speed)
     clock = SystemClock()
@@ -111,7 +134,8 @@ async def run_demo(*, seconds: float, speed: float, out: TextIO) -> int:
             }
         )
         print(
-            f"topup-guard demo: a simulated Vonage account at {sim.url}, {speed:g}x speed, "
+            f"topup-guard demo, part 1 of 2: a simulated Vonage account at {sim.url}, "
+            f"{speed:g}x speed, "
             f"{seconds:g} s ({seconds * speed / 60:.0f} simulated minutes).\n"
             f"Balance {scenario.initial_balance} EUR, campaign bursts; Vonage's own auto-reload "
             f"adds {scenario.topup_amount} EUR below {scenario.autoreload_threshold} EUR, checking "
@@ -141,7 +165,6 @@ async def run_demo(*, seconds: float, speed: float, out: TextIO) -> int:
     await sim.stop()
     base = alone(scenario, sim_end)
     _summary(out, account, base, sim_end)
-    return 0
 
 
 def _summary(out: TextIO, guarded: SimAccount, base: SimAccount, sim_end: float) -> None:

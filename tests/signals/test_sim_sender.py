@@ -7,10 +7,12 @@ import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+import pytest
+
 from tests.signals.conftest import TOKEN, Running
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET
 from topup_guard.sim import RunningSimulator
-from topup_guard.sim.sender import SimSender
+from topup_guard.sim.sender import Answer, SimSender
 
 
 async def test_every_message_is_billed_and_its_answer_reaches_the_inbox_in_order(
@@ -51,3 +53,48 @@ async def test_setting_stop_ends_the_run_between_messages(sim: RunningSimulator)
     stop.set()
     stats = await asyncio.wait_for(task, 1.0)
     assert stats.sent == 2  # at t=0 and t=0.2
+
+
+def test_a_burst_step_changes_the_pace_at_its_start_and_the_pace_never_drifts() -> None:
+    sender = SimSender("http://127.0.0.1:1", api_key="k", api_secret="s", rate=5,
+                       steps=[(1.0, 50.0), (2.0, 5.0)])  # fmt: skip
+    due, dues = 0.0, [0.0]
+    while due < 2.5:
+        due = sender.next_due(due)
+        dues.append(due)
+    assert dues[:6] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])  # the burst starts on time
+    in_burst = [d for d in dues if 1.0 <= d < 2.0]
+    assert len(in_burst) == 50
+    assert dues[dues.index(pytest.approx(2.0)) + 1] == pytest.approx(2.2)
+    assert [sender.rate_at(t) for t in (0.5, 1.5, 9.0)] == [5, 50, 5]
+
+
+@pytest.mark.parametrize(
+    ("steps", "error"),
+    [
+        ([(0.0, 10.0)], "steps must start after 0 s"),
+        ([(2.0, 10.0), (1.0, 5.0)], "in increasing order"),
+        ([(1.0, 0.0)], "rate must be positive"),
+    ],
+)
+def test_steps_out_of_order_or_without_a_positive_rate_are_refused(
+    steps: list[tuple[float, float]], error: str
+) -> None:
+    with pytest.raises(ValueError, match=error):
+        SimSender("http://127.0.0.1:1", api_key="k", api_secret="s", rate=5, steps=steps)
+
+
+async def test_each_answer_reaches_the_observer_with_its_status_and_balance(
+    sim: RunningSimulator,
+) -> None:
+    sim.account.set_balance(Decimal("0.02"), sim.account.now)
+    seen: list[Answer] = []
+    sender = SimSender(sim.url, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, rate=500,
+                       on_answer=seen.append)  # fmt: skip
+    await sender.run(asyncio.Event(), count=3)
+    assert [(a.index, a.status, a.balance) for a in seen] == [
+        (0, "0", Decimal("0.0125")),
+        (1, "0", Decimal("0.005")),
+        (2, "9", None),
+    ]
+    assert seen[0].at <= seen[1].at <= seen[2].at

@@ -67,8 +67,19 @@ def register(sub: Any) -> None:
     bt.set_defaults(handler=_backtest)
 
     demo = sub.add_parser("demo", help="watch the guard save a bursty account (no credentials)")
-    demo.add_argument("--seconds", type=float, default=60.0, help="real seconds to run")
+    demo.add_argument(
+        "--seconds",
+        type=float,
+        default=24.0,
+        help="real seconds of part 1 (the bursty account on a fast clock); 0 skips it",
+    )
     demo.add_argument("--speed", type=float, default=15.0, help="simulated seconds per second")
+    demo.add_argument(
+        "--signal-seconds",
+        type=float,
+        default=11.5,
+        help="real seconds of part 2 (a sender forwarding its answers); 0 skips it",
+    )
     demo.set_defaults(handler=_demo)
 
 
@@ -169,4 +180,5 @@ def _demo(args: argparse.Namespace) -> int:
 
     setup_logging("text", "ERROR", stream=sys.stderr)  # the live view is the output here
 
-    return asyncio.run(run_demo(seconds=args.seconds, speed=args.speed, out=sys.stdout))
+    return asyncio.run(run_demo(seconds=args.seconds, speed=args.speed, out=sys.stdout,
+                                signal_seconds=args.signal_seconds))  # fmt: skip
