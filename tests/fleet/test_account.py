@@ -1,0 +1,104 @@
+"""One subaccount's observe/decide: the pure policy with transfers as the unit of money."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from topup_guard.fleet.account import IDLE_REFRESH_S, SubaccountGuard
+from topup_guard.fleet.rules import AccountRules
+from topup_guard.model import Subaccount
+from topup_guard.policy.decide import Action, PolicyParams
+
+BASE = PolicyParams(
+    min_balance=Decimal(10),
+    horizon=3600.0,
+    poll_min=2.0,
+    poll_interval=60.0,
+    topup_latency=120.0,
+    safety_margin=10.0,
+)
+RULES = AccountRules(floor=Decimal(5), transfer_amount=Decimal(10))
+
+
+def sub(balance: str | None, *, credit_limit: str = "0", suspended: bool = False) -> Subaccount:
+    return Subaccount(
+        api_key="k1",
+        name="acme",
+        balance=None if balance is None else Decimal(balance),
+        credit_limit=Decimal(credit_limit),
+        use_primary_account_balance=balance is None,
+        suspended=suspended,
+        created_at=None,
+    )
+
+
+def feed(guard: SubaccountGuard, balances: list[str], step: float = 10.0) -> float:
+    t = 0.0
+    for b in balances:
+        guard.observe(sub(b), t)
+        t += step
+    return t - step
+
+
+def decide(guard: SubaccountGuard, now: float) -> None:
+    guard.decide(now, allowed=10, in_flight=False, may_spend=True, dry_run=False)
+
+
+def test_a_spending_subaccount_short_of_headroom_asks_for_whole_transfers() -> None:
+    guard = SubaccountGuard(sub("20"), RULES, BASE)
+    now = feed(guard, [f"{20 - 0.5 * i:.2f}" for i in range(12)])  # 0.05 EUR/s
+    decide(guard, now)
+    need = guard.need(now)
+    assert need.amount > 0
+    assert need.amount % RULES.transfer_amount == 0
+    assert guard.params.min_balance == RULES.floor  # the subaccount's floor, not the primary's
+    assert guard.params.topup_latency < BASE.topup_latency  # a transfer lands with the answer
+
+
+def test_an_idle_subaccount_above_its_floor_asks_for_nothing() -> None:
+    guard = SubaccountGuard(sub("40"), RULES, BASE)
+    now = feed(guard, ["40"] * 8, step=IDLE_REFRESH_S)
+    decide(guard, now)
+    assert guard.need(now).amount == 0
+    assert guard.draw_within(600) == 0
+
+
+def test_an_unchanged_reading_adds_nothing_until_the_refresh_is_due() -> None:
+    guard = SubaccountGuard(sub("40"), RULES, BASE)
+    assert guard.observe(sub("40"), 0.0)
+    assert not guard.observe(sub("40"), 1.0)  # idle: the last record stands
+    assert not guard.observe(sub("40"), IDLE_REFRESH_S - 1)
+    assert guard.observe(sub("40"), IDLE_REFRESH_S + 1)
+    assert guard.observe(sub("39"), IDLE_REFRESH_S + 2)  # a change is always taken
+
+
+def test_the_credit_facility_counts_as_spendable() -> None:
+    guard = SubaccountGuard(sub("-3", credit_limit="-50"), RULES, BASE)
+    guard.observe(sub("-3", credit_limit="-50"), 0.0)
+    assert guard.spendable == Decimal(47)
+
+
+def test_a_transfer_s_rise_is_believed_at_once_not_held() -> None:
+    guard = SubaccountGuard(sub("20"), RULES, BASE)
+    now = feed(guard, [f"{20 - 0.5 * i:.2f}" for i in range(12)])
+    guard.note_credit(Decimal(30))
+    assert guard.observe(sub(f"{14.5 + 30 - 0.5:.2f}"), now + 10)
+    assert guard.judge.held is None
+    assert guard.spendable == Decimal("44.00")
+
+
+def test_an_empty_subaccount_is_not_an_idle_wallet() -> None:
+    guard = SubaccountGuard(sub("0"), RULES, BASE)
+    now = feed(guard, ["0", "0", "0"], step=IDLE_REFRESH_S)
+    decide(guard, now)
+    assert guard.decision is not None
+    assert guard.decision.action is Action.TOP_UP
+    assert guard.spendable == 0
+
+
+def test_a_transfer_in_doubt_blocks_another_for_that_account() -> None:
+    guard = SubaccountGuard(sub("0"), RULES, BASE)
+    now = feed(guard, ["0", "0"], step=IDLE_REFRESH_S)
+    guard.decide(now, allowed=10, in_flight=True, may_spend=True, dry_run=False)
+    assert guard.need(now).amount == 0
+    assert guard.wanted() > 0  # still counted in what the primary must hold

@@ -1,0 +1,178 @@
+"""One subaccount in a fleet: its readings judged, its spend forecast, its decision.
+
+The same pure policy as the single account (``policy/decide.py``), with the subaccount's own
+rules: its floor and headroom, transfers as the unit of money, and a latency of one API call —
+a balance transfer is applied when Vonage answers, not minutes later like a card payment. The
+money a subaccount spends is its *spendable* amount: the balance plus the credit facility
+(``credit_limit`` is zero or negative; vonage-account-api.md §6.2).
+
+What it keeps is small on purpose: a fleet holds a thousand of these. A reading that repeats the
+last one (an idle account) refreshes nothing for up to ``IDLE_REFRESH_S``: it would only add a
+flat record to the windows, and the decision for an unchanged balance can only relax with time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from decimal import Decimal
+
+from topup_guard.fleet.rules import AccountRules
+from topup_guard.model import BalanceSample, Subaccount
+from topup_guard.policy.decide import Action, Decision, GuardState, PolicyParams, decide
+from topup_guard.policy.forecast import Forecast, SpendTracker, time_to_level
+from topup_guard.policy.readings import Judged, Kind, ReadingJudge
+
+# Seconds a transfer takes to show in the balance: it is applied when the call returns.
+TRANSFER_LATENCY = 1.0
+# An unchanged reading is recorded (and the decision redone) at most this often.
+IDLE_REFRESH_S = 60.0
+# Records kept per window: enough for the rate, bounded for a thousand accounts.
+MAX_SAMPLES = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What a subaccount wants from the primary now, and how soon it runs dry without it."""
+
+    key: str
+    amount: Decimal  # EUR to transfer now (0: nothing)
+    seconds_to_empty: float
+    reason: str
+
+
+class SubaccountGuard:
+    def __init__(
+        self,
+        sub: Subaccount,
+        rules: AccountRules,
+        base: PolicyParams,
+        windows: tuple[float, float] = (300.0, 3600.0),
+    ) -> None:
+        self.key = sub.api_key
+        self.name = sub.name
+        self.rules = rules
+        self.params = dataclasses.replace(
+            base,
+            min_balance=rules.floor,
+            min_headroom=rules.min_headroom,
+            max_balance=rules.max_balance,
+            topup_latency=TRANSFER_LATENCY,
+            on_doubt="wait",  # a transfer in doubt is settled by listing within seconds
+        )
+        self.tracker = SpendTracker(*windows, max_samples=MAX_SAMPLES)
+        self.judge = ReadingJudge()
+        self.spendable: Decimal | None = None
+        self.suspended = sub.suspended
+        self.credit_limit = sub.credit_limit or Decimal(0)
+        self.forecast: Forecast | None = None
+        self.decision: Decision | None = None
+        self.last_action = ""  # for /status: the latest transfer, in words
+        self._recorded_at = -1e18
+        self._credit_pending = False  # a transfer landed since the last reading: a rise is due
+        self.misread = ""
+
+    # --- observe ---------------------------------------------------------------------------
+    def observe(self, sub: Subaccount, now: float) -> bool:
+        """Take this cycle's reading; False when it was not believed (held, dropped) or idle."""
+        self.name = sub.name
+        self.suspended = sub.suspended
+        self.credit_limit = sub.credit_limit or Decimal(0)
+        if sub.balance is None:
+            return False
+        spendable = sub.balance - min(self.credit_limit, Decimal(0))
+        if (
+            spendable == self.spendable
+            and not self._credit_pending
+            and now - self._recorded_at < IDLE_REFRESH_S
+            and self.judge.held is None
+        ):
+            return False  # idle: nothing new to learn, the last decision stands
+        sample = BalanceSample(now, spendable)
+        verdicts = self.judge.judge(
+            sample, rise_explained=self._credit_pending, rate_hint=self._rate()
+        )
+        believed = False
+        for judged in verdicts:
+            believed = self._take(judged) or believed
+        return believed
+
+    def _take(self, judged: Judged) -> bool:
+        if judged.kind in (Kind.HELD, Kind.MISREAD, Kind.STALE):
+            self.misread = "" if judged.kind is Kind.HELD else judged.why
+            return False
+        self.misread = ""
+        try:
+            self.tracker.add(judged.sample, lump=judged.kind is Kind.LUMP)
+        except ValueError:
+            return False
+        if judged.sample.balance > (self.spendable or Decimal(0)):
+            self._credit_pending = False  # the transfer's rise was seen
+        self.spendable = judged.sample.balance
+        self._recorded_at = judged.sample.t
+        return True
+
+    def note_credit(self, amount: Decimal) -> None:
+        """A transfer of ``amount`` to this account was applied: its rise is a credit, not
+        a misread, and the spend in that gap is recovered from it."""
+        self.tracker.note_expected_credit(amount)
+        self._credit_pending = True
+
+    def _rate(self) -> float:
+        return self.forecast.rate if self.forecast is not None else 0.0
+
+    # --- decide ----------------------------------------------------------------------------
+    def decide(
+        self, now: float, *, allowed: int, in_flight: bool, may_spend: bool, dry_run: bool
+    ) -> Decision:
+        """The policy's answer for this account now (transfers as the unit of money)."""
+        self.forecast = self.tracker.forecast(now)
+        state = GuardState(
+            auto_reload=None,
+            topup_amount=self.rules.transfer_amount,
+            topups_allowed=allowed,
+            breaker_open=False,
+            in_flight=in_flight,
+            may_spend=may_spend,
+            dry_run=dry_run,
+            settling=self._credit_pending,
+        )
+        self.decision = decide(self.forecast, state, self.params, now)
+        return self.decision
+
+    def need(self, now: float) -> Need:
+        """The transfer the last decision wants (one transfer of ``count`` amounts)."""
+        d = self.decision
+        empty = self.seconds_to_empty(now)
+        if d is None or d.action is not Action.TOP_UP or d.count <= 0:
+            return Need(self.key, Decimal(0), empty, d.reason if d else "no forecast yet")
+        return Need(self.key, self.rules.transfer_amount * d.count, empty, d.reason)
+
+    def wanted(self) -> Decimal:
+        """EUR the account would take now were nothing in the way (caps, doubt, the primary)."""
+        d = self.decision
+        if d is None or d.wanted <= 0 or (d.action is Action.NOTHING and d.blocked_by is None):
+            return Decimal(0)
+        return self.rules.transfer_amount * d.wanted
+
+    def draw_within(self, seconds: float) -> Decimal:
+        """EUR this account may spend within ``seconds`` at its burst rate (the primary's
+        reserve is the sum of these and of the transfers wanted now)."""
+        f = self.forecast
+        if f is None:
+            return Decimal(0)
+        burst = max(f.rate, f.peak_rate)
+        if burst <= 0:
+            return Decimal(0)
+        return Decimal(repr(min(burst * seconds, 1e9))).quantize(Decimal("0.01"))
+
+    def seconds_to_empty(self, now: float) -> float:
+        f = self.forecast
+        if f is None or self.spendable is None:
+            return float("inf")
+        burst = max(f.rate, f.peak_rate)
+        return time_to_level(self.spendable, Decimal(0), burst) - max(0.0, now - f.t)
+
+    def label(self) -> str:
+        """How messages name the account: its name and key (keys are not secrets)."""
+        return f"{self.name} ({self.key})" if self.name else self.key
