@@ -15,23 +15,27 @@ What it models, and why:
 - **Payments can fail** (``fail_payments`` injects failures); three failures in a row switch
   auto-reload off, after which top-ups are refused as "not auto-reload enabled", as on Vonage.
 - **Top-up** adds the auto-reload amount ``credit_delay_s`` after it is accepted.
-- Secrets, settings and subaccounts live in ``AccountExtras`` (``extras.py``).
+- Secrets, settings and subaccounts live in ``AccountExtras`` (``extras.py``); each subaccount's
+  own demand in ``SubDemand`` (``subspend.py``), wired in below: shared-balance subaccounts spend
+  the primary's money on the primary's timeline, own-balance ones are advanced lazily.
 """
 
 from __future__ import annotations
 
 import hmac
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from topup_guard.sim.extras import AccountExtras
 from topup_guard.sim.refusals import SimRefusal
 from topup_guard.sim.spend import MessageRun, SpendProfile, messages_in
+from topup_guard.sim.subspend import FleetSpend, SubaccountFigures
 
 if TYPE_CHECKING:
     from topup_guard.sim.scenario import Scenario
+    from topup_guard.sim.subaccounts import SimSubaccount
 
 MAX_FAILED_PAYMENTS = 3
 DEFAULT_EPOCH = 1_800_000_000.0
@@ -96,6 +100,8 @@ class SimAccount(AccountExtras):
         self.served_events = 0
         self.failed_spend = Decimal(0)
         self.failed_events = 0
+        # Subaccounts' demand: only those that demand anything cost anything.
+        self._fleet = FleetSpend(_PrimaryPurse(self), self.message_price)
 
     @classmethod
     def from_scenario(
@@ -108,8 +114,14 @@ class SimAccount(AccountExtras):
         trace: Iterable[tuple[float, Decimal]] = (),
         start: float = 0.0,
         epoch: float = DEFAULT_EPOCH,
+        fleet_trace: Mapping[str, Sequence[tuple[float, Decimal]]] | None = None,
     ) -> SimAccount:
-        """The account a scenario describes; ``topup_latency_s`` becomes the credit delay."""
+        """The account a scenario describes; ``topup_latency_s`` becomes the credit delay.
+
+        ``fleet_trace`` (``read_fleet_trace``'s result) adds trace demand per account: the
+        ``primary`` entry to the primary's, every other one to that scenario subaccount's (a key
+        the scenario does not name is a ValueError).
+        """
         account = cls(
             api_key=api_key,
             api_secret=api_secret,
@@ -128,14 +140,26 @@ class SimAccount(AccountExtras):
             start=start,
             epoch=epoch,
         )
+        traces = dict(fleet_trace or {})
+        if "primary" in traces:
+            account._trace = sorted([*account._trace, *traces.pop("primary")], key=lambda e: e[0])
         for sub in scenario.subaccounts:
+            key = sub["api_key"]
             account.add_subaccount(
-                sub["api_key"],
+                key,
                 name=sub.get("name") or "",
                 balance=sub.get("balance"),
                 secret=sub.get("secret") or "SubSecret1",
                 credit_limit=sub.get("credit_limit") or Decimal(0),
-            )
+            ).suspended = bool(sub.get("suspended"))
+            profile = sub.get("profile")
+            rate = sub.get("spend_rate")
+            if profile is not None or rate is not None or key in traces:
+                account.set_subaccount_demand(
+                    key, start, profile=profile, rate=rate, trace=traces.pop(key, ())
+                )
+        if traces:
+            raise ValueError(f"fleet trace: no subaccount {sorted(traces)[0]!r} in the scenario")
         return account
 
     def __repr__(self) -> str:  # no secret, no trx
@@ -165,6 +189,9 @@ class SimAccount(AccountExtras):
     # --- time -----------------------------------------------------------------------------
     def advance_to(self, t: float) -> None:
         """Consume demand and run auto-reload checks and pending credits up to time ``t``."""
+        if self._fleet.shared:
+            self._advance_with_shared(t)
+            return
         while True:
             credit_at = self._next_credit_time()
             if self.spend_rate_override is None and self.spend.idle:
@@ -176,6 +203,27 @@ class SimAccount(AccountExtras):
                 self._consume_scenario(self._now, due)
                 self._now = due
             if not self._fire_due() and due >= t:
+                return
+
+    def _advance_with_shared(self, t: float) -> None:
+        """``advance_to`` while subaccounts spend the primary's balance: their demand joins the
+        primary's timeline, so auto-reload checks and credits see it in time order. At one
+        instant the primary's own events come first, then the subaccounts'. A separate loop, so
+        the common case (no such subaccount) runs exactly the code it always ran."""
+        shared = self._fleet.shared
+        while True:
+            credit_at = self._next_credit_time()
+            subs_at = min(d.next_event() for d in shared)
+            due = min(t, self._next_check, self._next_trace_time(), credit_at, subs_at)
+            if due > self._now:
+                self._consume_scenario(self._now, due)
+                for demand in shared:
+                    demand.bill(self._now, due)
+                self._now = due
+            fired = self._fire_due()
+            for demand in shared:
+                fired = demand.serve_due(self._now) or fired
+            if not fired and due >= t:
                 return
 
     def _drain_trace(self, limit: float, credit_at: float) -> None:
@@ -266,6 +314,8 @@ class SimAccount(AccountExtras):
     def _credit(self, amount: Decimal) -> None:
         self._balance += amount
         self._end_exhaustion(self._now)
+        if self._fleet.shared:
+            self._fleet.credited_primary(self._now)
 
     def _end_exhaustion(self, t: float) -> None:
         if self._exhausted_since is not None:
@@ -342,6 +392,59 @@ class SimAccount(AccountExtras):
     def _credit_primary(self, amount: Decimal) -> None:
         self._credit(amount)
 
+    def _sync_subaccounts(self) -> None:
+        self._fleet.sync_own(self._now)
+
+    def _subaccount_credited(self, api_key: str) -> None:
+        self._fleet.credited(api_key, self._now)
+
+    # --- subaccounts' demand --------------------------------------------------------------
+    def set_subaccount_demand(
+        self,
+        api_key: str,
+        t: float,
+        *,
+        profile: SpendProfile | None = None,
+        rate: Decimal | None = None,
+        trace: Iterable[tuple[float, Decimal]] = (),
+    ) -> None:
+        """From ``t`` on, the subaccount also demands ``profile`` (replacing an earlier one),
+        a constant ``rate`` EUR/s instead of it, and the ``trace`` events (added)."""
+        sub = self._subaccount_now(api_key, t)
+        demand = self._fleet.demand_of(sub, self._now)
+        if profile is not None:
+            demand.profile = profile
+        if rate is not None:
+            demand.rate_override = Decimal(rate)
+        demand.add_trace(trace)
+        self._fleet.refresh()
+
+    def set_subaccount_spend_rate(self, api_key: str, rate: Decimal | None, t: float) -> None:
+        """A constant EUR/s from ``t`` on, like ``set_spend_rate``; None restores the profile."""
+        sub = self._subaccount_now(api_key, t)
+        self._fleet.demand_of(sub, self._now).rate_override = None if rate is None else rate
+        self._fleet.refresh()
+
+    def set_subaccount_balance(self, api_key: str, value: Decimal, t: float) -> None:
+        """An operator's correction of an own balance (not a transfer: no record)."""
+        sub = self._subaccount_now(api_key, t)
+        if sub.use_primary_account_balance:
+            raise ValueError(f"subaccount {api_key} uses the primary account's balance")
+        if value > (sub.balance or Decimal(0)):
+            self._fleet.credited(api_key, self._now)
+        sub.balance = Decimal(value)
+
+    def subaccount_figures(self, t: float) -> dict[str, SubaccountFigures]:
+        """Served and refused demand per subaccount that has any demand, up to ``t``."""
+        self.advance_to(t)
+        self._sync_subaccounts()
+        return self._fleet.figures(self._now)
+
+    def _subaccount_now(self, api_key: str, t: float) -> SimSubaccount:
+        """The subaccount (refused as invalid-api-key if unknown), every demand run up to ``t``."""
+        self.advance_to(t)
+        return self.subaccount(api_key)
+
     # --- the SMS API (POST /sms/json) ------------------------------------------------------
     def send_sms(self, t: float, parts: int) -> tuple[bool, Decimal, Decimal]:
         """One message of ``parts`` parts at ``t``: (accepted, price per part, balance after).
@@ -356,3 +459,18 @@ class SimAccount(AccountExtras):
         accepted = cost <= self._balance
         self._demand(self._now, cost, parts)
         return accepted, self.message_price, self._balance
+
+
+class _PrimaryPurse:
+    """The primary's balance, as a purse for subaccounts that share it (no credit limit)."""
+
+    __slots__ = ("_account",)
+
+    def __init__(self, account: SimAccount) -> None:
+        self._account = account
+
+    def available(self) -> Decimal:
+        return self._account._balance
+
+    def pay(self, eur: Decimal) -> None:
+        self._account._balance -= eur

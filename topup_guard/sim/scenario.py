@@ -17,7 +17,9 @@ from typing import Any
 from topup_guard.errors import ConfigError
 from topup_guard.sim.spend import Burst, Phase, SpendProfile
 
-_SUB_KEYS = {"api_key", "name", "balance", "credit_limit", "secret"}
+_SUB_KEYS = {"api_key", "name", "balance", "credit_limit", "secret", "suspended"}
+# A subaccount's own demand: the primary's spend keys, plus a constant rate (EUR/s).
+_SUB_SPEND_KEYS = {"spend", "bursts", "repeat_every", "spend_rate"}
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,23 @@ def _burst(raw: object) -> Burst:
 
 
 def _subaccount(raw: object) -> dict[str, Any]:
-    d = dict(_checked("subaccounts", raw, _SUB_KEYS))
+    """One subaccount entry; its spend keys become ``profile`` (a ``SpendProfile`` or None)."""
+    d = dict(_checked("subaccounts", raw, _SUB_KEYS | _SUB_SPEND_KEYS))
     if not isinstance(d.get("api_key"), str) or not d["api_key"]:
         raise ValueError("subaccounts: api_key is required")
-    for key in ("balance", "credit_limit"):
-        if d.get(key) is not None:
-            d[key] = _money(key, d[key])
+    key = d["api_key"]
+    for name in ("balance", "credit_limit", "spend_rate"):
+        if d.get(name) is not None:
+            d[name] = _money(f"subaccounts[{key}].{name}", d[name])
+    if d.get("credit_limit") is not None and d["credit_limit"] > 0:
+        raise ValueError(f"subaccounts[{key}].credit_limit: must be zero or negative")
+    if d.get("spend_rate") is not None and d["spend_rate"] < 0:
+        raise ValueError(f"subaccounts[{key}].spend_rate: must not be negative")
+    if not isinstance(d.get("suspended", False), bool):
+        raise ValueError(f"subaccounts[{key}].suspended: must be true or false")
+    phases = [_phase(p) for p in d.pop("spend", None) or []]
+    bursts = [_burst(b) for b in d.pop("bursts", None) or []]
+    repeat = d.pop("repeat_every", None)
+    repeat_every = None if repeat is None else _number(f"subaccounts[{key}].repeat_every", repeat)
+    d["profile"] = SpendProfile(phases, bursts, repeat_every) if phases or bursts else None
     return d

@@ -19,8 +19,9 @@ import ssl
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import web
@@ -228,11 +229,14 @@ async def start_simulator(
     ssl_context: ssl.SSLContext | None = None,
     credentials: SimCredentials | None = None,
     clock: Clock | None = None,
+    epoch: float | None = None,
+    fleet_trace: Mapping[str, Sequence[tuple[float, Decimal]]] | None = None,
 ) -> RunningSimulator:
     """Serve a simulated account (the embedded bursty scenario by default) in this loop.
 
     ``port=0`` picks a free port; ``url`` reports the real one. ``credentials`` default to the
-    environment, then the demo values.
+    environment, then the demo values. ``epoch`` (unix time of simulated t=0, default now) fixes
+    the timestamps shown; ``fleet_trace`` adds trace demand per account (``read_fleet_trace``).
     """
     scenario = scenario or default_scenario()
     creds = credentials or credentials_from_env()
@@ -242,7 +246,8 @@ async def start_simulator(
         api_key=creds.api_key,
         api_secret=creds.api_secret,
         trx=creds.trx,
-        epoch=_wall_epoch(),
+        epoch=_wall_epoch() if epoch is None else epoch,
+        fleet_trace=fleet_trace,
     )
     app = build_app(account, speed=speed, clock=clock, balance_latency_s=scenario.balance_latency_s)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
