@@ -160,8 +160,8 @@ class SubDemand:
                 continue
             available = self.purse.available()
             affordable = min(n, int(available // price)) if available > 0 else 0
-            if affordable:
-                self._take(run.time_of(affordable - 1), price * affordable, affordable)
+            if affordable:  # an exhaustion ends at the first message served, wherever cut
+                self._take(run.first, price * affordable, affordable)
             if affordable < n:
                 self._take(run.time_of(affordable), price * (n - affordable), n - affordable)
         self.now = max(self.now, t1)

@@ -1,0 +1,1 @@
+"""Fleet mode: one guard for a primary account and its subaccounts."""
