@@ -148,7 +148,7 @@ async def test_in_process_answers_equal_the_http_simulators(
     assert isinstance(later, SubaccountsOverview)
     own = {s.api_key: s.balance for s in later.subaccounts}
     assert own["own00001"] == D(2) + D(5) - 90 * D("0.0075")
-    assert own["post0001"] < 0  # the burst spent into its credit
+    assert (own["post0001"] or 0) < 0  # the burst spent into its credit
     assert [e[0] for e in seen if isinstance(e, tuple)] == [
         "ForbiddenError", "ForbiddenError", "ValueError", "ValidationError",
         "AutoReloadDisabledError", "OutcomeUnknownError", "ServerError",
