@@ -15,9 +15,9 @@ What it models, and why:
 - **Payments can fail** (``fail_payments`` injects failures); three failures in a row switch
   auto-reload off, after which top-ups are refused as "not auto-reload enabled", as on Vonage.
 - **Top-up** adds the auto-reload amount ``credit_delay_s`` after it is accepted.
-- Secrets, settings and subaccounts live in ``AccountExtras`` (``extras.py``); each subaccount's
-  own demand in ``SubDemand`` (``subspend.py``), wired in below: shared-balance subaccounts spend
-  the primary's money on the primary's timeline, own-balance ones are advanced lazily.
+- Secrets, settings and subaccounts live in ``AccountExtras`` (``extras.py``); subaccounts' own
+  demand in ``FleetExtras`` (``fleetspend.py``). Shared-balance subaccounts spend the primary's
+  money on the primary's timeline (``_advance_with_shared`` below), own-balance ones lazily.
 """
 
 from __future__ import annotations
@@ -28,20 +28,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from topup_guard.sim.extras import AccountExtras
+from topup_guard.sim.fleetspend import FleetExtras, FleetSpend
 from topup_guard.sim.refusals import SimRefusal
 from topup_guard.sim.spend import MessageRun, SpendProfile, messages_in
-from topup_guard.sim.subspend import FleetSpend, SubaccountFigures
 
 if TYPE_CHECKING:
     from topup_guard.sim.scenario import Scenario
-    from topup_guard.sim.subaccounts import SimSubaccount
 
 MAX_FAILED_PAYMENTS = 3
 DEFAULT_EPOCH = 1_800_000_000.0
 
 
-class SimAccount(AccountExtras):
+class SimAccount(FleetExtras):
     """A simulated prepaid account; money in ``Decimal`` EUR, time in simulated seconds."""
 
     def __init__(
@@ -122,6 +120,7 @@ class SimAccount(AccountExtras):
         ``primary`` entry to the primary's, every other one to that scenario subaccount's (a key
         the scenario does not name is a ValueError).
         """
+        primary = [*trace, *(fleet_trace or {}).get("primary", ())]
         account = cls(
             api_key=api_key,
             api_secret=api_secret,
@@ -133,33 +132,14 @@ class SimAccount(AccountExtras):
             check_min_s=scenario.autoreload_check_min_s,
             check_max_s=scenario.autoreload_check_max_s,
             seed=scenario.seed,
-            trace=trace,
+            trace=primary,
             spend=scenario.spend_profile(),
             message_price=scenario.message_price,
             credit_delay_s=scenario.topup_latency_s,
             start=start,
             epoch=epoch,
         )
-        traces = dict(fleet_trace or {})
-        if "primary" in traces:
-            account._trace = sorted([*account._trace, *traces.pop("primary")], key=lambda e: e[0])
-        for sub in scenario.subaccounts:
-            key = sub["api_key"]
-            account.add_subaccount(
-                key,
-                name=sub.get("name") or "",
-                balance=sub.get("balance"),
-                secret=sub.get("secret") or "SubSecret1",
-                credit_limit=sub.get("credit_limit") or Decimal(0),
-            ).suspended = bool(sub.get("suspended"))
-            profile = sub.get("profile")
-            rate = sub.get("spend_rate")
-            if profile is not None or rate is not None or key in traces:
-                account.set_subaccount_demand(
-                    key, start, profile=profile, rate=rate, trace=traces.pop(key, ())
-                )
-        if traces:
-            raise ValueError(f"fleet trace: no subaccount {sorted(traces)[0]!r} in the scenario")
+        account.add_scenario_subaccounts(scenario, fleet_trace or {}, start)
         return account
 
     def __repr__(self) -> str:  # no secret, no trx
@@ -391,59 +371,6 @@ class SimAccount(AccountExtras):
 
     def _credit_primary(self, amount: Decimal) -> None:
         self._credit(amount)
-
-    def _sync_subaccounts(self) -> None:
-        self._fleet.sync_own(self._now)
-
-    def _subaccount_credited(self, api_key: str) -> None:
-        self._fleet.credited(api_key, self._now)
-
-    # --- subaccounts' demand --------------------------------------------------------------
-    def set_subaccount_demand(
-        self,
-        api_key: str,
-        t: float,
-        *,
-        profile: SpendProfile | None = None,
-        rate: Decimal | None = None,
-        trace: Iterable[tuple[float, Decimal]] = (),
-    ) -> None:
-        """From ``t`` on, the subaccount also demands ``profile`` (replacing an earlier one),
-        a constant ``rate`` EUR/s instead of it, and the ``trace`` events (added)."""
-        sub = self._subaccount_now(api_key, t)
-        demand = self._fleet.demand_of(sub, self._now)
-        if profile is not None:
-            demand.profile = profile
-        if rate is not None:
-            demand.rate_override = Decimal(rate)
-        demand.add_trace(trace)
-        self._fleet.refresh()
-
-    def set_subaccount_spend_rate(self, api_key: str, rate: Decimal | None, t: float) -> None:
-        """A constant EUR/s from ``t`` on, like ``set_spend_rate``; None restores the profile."""
-        sub = self._subaccount_now(api_key, t)
-        self._fleet.demand_of(sub, self._now).rate_override = None if rate is None else rate
-        self._fleet.refresh()
-
-    def set_subaccount_balance(self, api_key: str, value: Decimal, t: float) -> None:
-        """An operator's correction of an own balance (not a transfer: no record)."""
-        sub = self._subaccount_now(api_key, t)
-        if sub.use_primary_account_balance:
-            raise ValueError(f"subaccount {api_key} uses the primary account's balance")
-        if value > (sub.balance or Decimal(0)):
-            self._fleet.credited(api_key, self._now)
-        sub.balance = Decimal(value)
-
-    def subaccount_figures(self, t: float) -> dict[str, SubaccountFigures]:
-        """Served and refused demand per subaccount that has any demand, up to ``t``."""
-        self.advance_to(t)
-        self._sync_subaccounts()
-        return self._fleet.figures(self._now)
-
-    def _subaccount_now(self, api_key: str, t: float) -> SimSubaccount:
-        """The subaccount (refused as invalid-api-key if unknown), every demand run up to ``t``."""
-        self.advance_to(t)
-        return self.subaccount(api_key)
 
     # --- the SMS API (POST /sms/json) ------------------------------------------------------
     def send_sms(self, t: float, parts: int) -> tuple[bool, Decimal, Decimal]:
