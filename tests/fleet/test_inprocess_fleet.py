@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -15,14 +16,16 @@ from tests.conftest import DEMO_CREDENTIALS
 from topup_guard.clock import VirtualClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.errors import OutcomeUnknownError, ServerError
+from topup_guard.fleet.trace import read_fleet_trace
 from topup_guard.model import Balance, SubaccountsOverview, Transfer
 from topup_guard.sim import start_simulator
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.fleet import InProcessFleet
-from topup_guard.sim.scenario import Scenario
+from topup_guard.sim.scenario import Scenario, load_scenario
 from topup_guard.vonage.client import VonageClient
 
 D = Decimal
+TRACES = Path(__file__).parents[2] / "bench" / "traces"
 EPOCH = 1_800_000_000.0
 SINCE = datetime.fromtimestamp(EPOCH - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 SCENARIO = Scenario.from_dict(
@@ -214,3 +217,37 @@ async def test_each_call_takes_its_latency_and_sees_the_account_at_that_time() -
     assert {s.api_key: s.balance for s in overview.subaccounts}["own00001"] == D(2) - 10 * D(
         "0.0075"
     )
+
+
+async def test_the_committed_fleet_trace_replays_alike_over_http_and_in_process() -> None:
+    scenario = load_scenario(TRACES / "fleet-50.json")
+    trace = read_fleet_trace(TRACES / "fleet-50.csv")
+    clock = VirtualClock()
+    sim = await start_simulator(port=0, scenario=scenario, credentials=DEMO_CREDENTIALS,
+                                clock=clock, epoch=EPOCH, fleet_trace=trace)  # fmt: skip
+    account = SimAccount.from_scenario(
+        scenario, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, trx=DEMO_TRX, epoch=EPOCH,
+        fleet_trace=trace,
+    )  # fmt: skip
+    fleet_clock = VirtualClock()
+    fleet = InProcessFleet(account, fleet_clock)
+    try:
+        async with VonageClient(
+            DEMO_API_KEY, DEMO_API_SECRET, rest_url=sim.url, api_url=sim.url
+        ) as vonage:
+            first = await vonage.list_subaccounts()
+            for _ in range(12):  # two hours, a look every ten minutes
+                clock.advance(600)
+                fleet_clock.advance(600)
+                one = await vonage.get_subaccount("sub00001")  # first: it must advance too
+                assert one == await fleet.get_subaccount("sub00001")
+                assert await vonage.list_subaccounts() == await fleet.list_subaccounts()
+            last = await fleet.list_subaccounts()
+    finally:
+        await sim.stop()
+    start = {s.api_key: s.balance for s in first.subaccounts}
+    spent = [s.api_key for s in last.subaccounts if (s.balance or 0) < (start[s.api_key] or 0)]
+    assert len(spent) > 30  # most of the fleet spent from its own balance
+    assert last.primary.balance != first.primary.balance  # and the shared ones from the primary's
+    refused = account.subaccount_figures(7200.0)
+    assert sum(1 for f in refused.values() if f.refused_events) > 10  # nobody funds them here

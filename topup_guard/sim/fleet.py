@@ -83,6 +83,15 @@ class InProcessFleet:
         path = f"/accounts/{self._account.api_key}/subaccounts"
         return await self._call("subaccounts", "GET", path, self._overview)
 
+    async def get_subaccount(self, subaccount_key: str) -> Subaccount:
+        """One subaccount (``VonageClient.get_subaccount``); counted as a subaccounts call."""
+        path = f"/accounts/{self._account.api_key}/subaccounts/{subaccount_key}"
+
+        def one(_: float) -> Subaccount:
+            return self._subaccount(self._account.subaccount(subaccount_key))
+
+        return await self._call("subaccounts", "GET", path, one)
+
     async def transfer_balance(
         self, from_key: str, to_key: str, amount: Decimal, reference: str | None = None
     ) -> Transfer:
@@ -203,8 +212,6 @@ class InProcessFleet:
                 "_links": {"self": {"href": f"/accounts/{primary}/balance-transfers/{tr.id}"}},
             },
         )
-
-
 
 
 def _raise_wire(refusal: SimRefusal | None, method: str, path: str, endpoint: str) -> NoReturn:
