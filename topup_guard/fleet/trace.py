@@ -53,33 +53,50 @@ def parse_fleet_trace(lines: Iterable[str], *, source: str = "fleet trace") -> F
             [f"{source}:1: the header must be 't,account,amount', not {','.join(header)!r}"]
         )
     events: FleetTrace = {}
-    last = -math.inf
+    by_raw: dict[str, list[tuple[float, Decimal]]] = {}  # each account's name checked once
+    last = 0.0
     for lineno, row in enumerate(reader, start=2):
-        if not row or not "".join(row).strip():
-            continue
-        where = f"{source}:{lineno}"
         if len(row) != len(HEADER):
+            if not "".join(row).strip():
+                continue
             raise FleetTraceError(
                 [
-                    f"{where}: expected 3 columns 't,account,amount', got {len(row)}: "
+                    f"{source}:{lineno}: expected 3 columns 't,account,amount', got {len(row)}: "
                     f"{','.join(row)!r}"
                 ]
             )
-        t = _time(where, row[0], last)
-        account = row[1].strip()
-        if not account or any(c.isspace() for c in account):
-            raise FleetTraceError(
-                [
-                    f"{where}: column 2 'account': must be a subaccount key or 'primary', "
-                    f"got {row[1]!r}"
-                ]
+        raw_t, raw_account, raw_amount = row
+        # The common case in one go (a 1,000-subaccount trace has 200,000 lines); anything odd
+        # takes the slow path, which names the line and the column.
+        try:
+            t = float(raw_t)
+            amount = Decimal(raw_amount)
+            good = last <= t < math.inf and amount.is_finite() and amount >= 0
+        except (ValueError, InvalidOperation):
+            good = False
+        if not good:
+            where = f"{source}:{lineno}"
+            t = _time(where, raw_t, last)
+            amount = _amount(where, raw_amount)
+        into = by_raw.get(raw_account)
+        if into is None:
+            into = by_raw[raw_account] = events.setdefault(
+                _account(f"{source}:{lineno}", raw_account), []
             )
-        amount = _amount(where, row[2])
-        events.setdefault(account, []).append((t, amount))
+        into.append((t, amount))
         last = t
     if not events:
         raise FleetTraceError([f"{source}: no events"])
     return events
+
+
+def _account(where: str, raw: str) -> str:
+    account = raw.strip()
+    if not account or any(c.isspace() for c in account):
+        raise FleetTraceError(
+            [f"{where}: column 2 'account': must be a subaccount key or 'primary', got {raw!r}"]
+        )
+    return account
 
 
 def _time(where: str, raw: str, last: float) -> float:
