@@ -223,8 +223,9 @@ async def test_the_committed_fleet_trace_replays_alike_over_http_and_in_process(
     scenario = load_scenario(TRACES / "fleet-50.json")
     trace = read_fleet_trace(TRACES / "fleet-50.csv")
     clock = VirtualClock()
+    # The scenario names its trace: the simulator replays it unasked, as `simulate` would.
     sim = await start_simulator(port=0, scenario=scenario, credentials=DEMO_CREDENTIALS,
-                                clock=clock, epoch=EPOCH, fleet_trace=trace)  # fmt: skip
+                                clock=clock, epoch=EPOCH)  # fmt: skip
     account = SimAccount.from_scenario(
         scenario, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, trx=DEMO_TRX, epoch=EPOCH,
         fleet_trace=trace,

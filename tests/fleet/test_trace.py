@@ -15,6 +15,8 @@ from topup_guard.fleet.trace import (
     parse_fleet_trace,
     read_fleet_trace,
 )
+from topup_guard.sim.scenario import load_scenario, parse_scenario
+from topup_guard.sim.server import serve_forever
 
 D = Decimal
 COMMITTED = Path(__file__).parents[2] / "bench" / "traces" / "fleet-50.csv"
@@ -66,13 +68,15 @@ def test_formatting_then_parsing_gives_the_trace_back() -> None:
 
 
 def test_the_generator_gives_the_same_bytes_for_the_same_arguments(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        tracegen.main(["--subaccounts", "30", "--hours", "0.5", "--out", str(tmp_path / name),
-                       "--scenario-out", str(tmp_path / f"{name}.json")])  # fmt: skip
-    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
-    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        out = tmp_path / run
+        tracegen.main(["--subaccounts", "30", "--hours", "0.5", "--out", str(out / "f.csv"),
+                       "--scenario-out", str(out / "f.json")])  # fmt: skip
+    for name in ("f.csv", "f.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     other = format_fleet_trace(tracegen.generate(30, 1800, seed=2).trace)
-    assert other != (tmp_path / "a").read_text()  # and the seed matters
+    assert other != (tmp_path / "a" / "f.csv").read_text()  # and the seed matters
 
 
 def test_adding_subaccounts_leaves_the_earlier_ones_as_they_were() -> None:
@@ -100,8 +104,36 @@ def test_the_mix_has_bursty_steady_and_idle_spend() -> None:
     assert {s.get("credit_limit") for s in sample.subaccounts} == {None, D(0), D(-10)}
 
 
-def test_the_committed_50_subaccount_trace_is_the_generators_and_small() -> None:
+def test_the_committed_50_subaccount_trace_is_the_generators_and_small(tmp_path: Path) -> None:
     assert COMMITTED.stat().st_size < 2_000_000
     trace = read_fleet_trace(COMMITTED)
-    assert trace == tracegen.generate(50, 7200).trace
     assert max(t for events in trace.values() for t, _ in events) <= 7200
+    tracegen.main(["--subaccounts", "50", "--hours", "2", "--out", str(tmp_path / "fleet-50.csv"),
+                   "--scenario-out", str(tmp_path / "fleet-50.json")])  # fmt: skip
+    for name in ("fleet-50.csv", "fleet-50.json"):
+        assert (tmp_path / name).read_bytes() == (COMMITTED.parent / name).read_bytes(), name
+
+
+def test_a_scenario_names_its_fleet_trace_relative_to_itself(tmp_path: Path) -> None:
+    (tmp_path / "traces").mkdir()
+    tracegen.main(["--subaccounts", "3", "--hours", "0.1", "--out", str(tmp_path / "f.csv"),
+                   "--scenario-out", str(tmp_path / "traces" / "s.json")])  # fmt: skip
+    scenario = load_scenario(tmp_path / "traces" / "s.json")
+    assert scenario.fleet_trace is not None
+    assert Path(scenario.fleet_trace).resolve() == (tmp_path / "f.csv").resolve()
+    with pytest.raises(ConfigError, match="fleet_trace: must be the path of a fleet trace CSV"):
+        parse_scenario(
+            '{"initial_balance": 1, "topup_amount": 1, "autoreload_threshold": 1, "fleet_trace": 3}'
+        )
+
+
+def test_simulate_refuses_a_bad_fleet_trace_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.csv").write_text("t,account,amount\n1,sub1,1\n0,sub1,1\n")
+    (tmp_path / "s.json").write_text(
+        '{"initial_balance": 1, "topup_amount": 1, "autoreload_threshold": 1,'
+        ' "fleet_trace": "bad.csv"}'
+    )
+    assert serve_forever(port=0, scenario_path=str(tmp_path / "s.json")) == 2
+    assert "bad.csv:3: column 1 't': 0 goes back in time" in capsys.readouterr().err

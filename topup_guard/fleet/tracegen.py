@@ -2,7 +2,8 @@
 
 ``python -m topup_guard.fleet.tracegen --subaccounts 50 --hours 2 --out fleet-50.csv
 --scenario-out fleet-50.json`` writes a fleet trace (``fleet/trace.py``) and a scenario whose
-``subaccounts`` match it. The same arguments always give the same bytes: every subaccount draws
+``subaccounts`` match it and whose ``fleet_trace`` names it (``topup-guard simulate --scenario
+fleet-50.json`` replays it). The same arguments always give the same bytes: every subaccount draws
 from its own seeded stream, so adding subaccounts never changes the earlier ones.
 
 The mix, by position (i mod 10): 0-2 campaigns (a trickle plus 1-3 sends of 5-20 minutes at
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -127,9 +129,11 @@ def _idle(rng: random.Random, duration_s: float, step_s: float) -> list[tuple[fl
     return out
 
 
-def scenario(sample: FleetSample) -> dict[str, Any]:
-    """A scenario for the sample: a primary that can fund the fleet, Vonage auto-reload on."""
-    return {
+def scenario(sample: FleetSample, trace_path: str | None = None) -> dict[str, Any]:
+    """A scenario for the sample: a primary that can fund the fleet, Vonage auto-reload on;
+    with ``trace_path``, its ``fleet_trace`` key names the trace (the simulator replays it)."""
+    extra = {"fleet_trace": trace_path} if trace_path is not None else {}
+    return extra | {
         "initial_balance": 100,
         "topup_amount": 100,
         "autoreload_threshold": 20,
@@ -158,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample = generate(args.subaccounts, args.hours * 3600, seed=args.seed, step_s=args.step)
     args.out.write_text(format_fleet_trace(sample.trace), encoding="utf-8")
     if args.scenario_out is not None:
-        text = json.dumps(scenario(sample), indent=1) + "\n"
+        where = os.path.relpath(args.out.resolve(), args.scenario_out.resolve().parent)
+        text = json.dumps(scenario(sample, where), indent=1) + "\n"
         args.scenario_out.write_text(text, encoding="utf-8")
     return 0
 

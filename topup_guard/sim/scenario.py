@@ -8,7 +8,7 @@ as ``Decimal`` straight from the JSON text, never through a float.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -45,6 +45,9 @@ class Scenario:
     signal_latency_s: float | None = None
     """Backtest only: every demand event also reaches the guard as a sender's balance signal,
     this many seconds later (``"signal": {"latency_s": 0.2}``); None: polling alone."""
+    fleet_trace: str | None = None
+    """A fleet trace CSV (``fleet/trace.py``) the simulator replays: demand per account. A
+    relative path is relative to the scenario file (``load_scenario``)."""
 
     @classmethod
     def from_dict(cls, data: object, *, source: str = "scenario") -> Scenario:
@@ -93,6 +96,8 @@ class Scenario:
             raise ValueError("seed: must be an integer")
         if not isinstance(values.get("auto_reload", True), bool):
             raise ValueError("auto_reload: must be true or false")
+        if values.get("fleet_trace") is not None and not isinstance(values["fleet_trace"], str):
+            raise ValueError("fleet_trace: must be the path of a fleet trace CSV")
         if values.get("guard") is not None and not isinstance(values["guard"], dict):
             raise ValueError("guard: must be an object")
         scenario = cls(**values)
@@ -112,7 +117,10 @@ def load_scenario(path: str | Path) -> Scenario:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-    return parse_scenario(text, source=str(path))
+    scenario = parse_scenario(text, source=str(path))
+    if scenario.fleet_trace is not None and not Path(scenario.fleet_trace).is_absolute():
+        scenario = replace(scenario, fleet_trace=str(Path(path).parent / scenario.fleet_trace))
+    return scenario
 
 
 def parse_scenario(text: str, *, source: str = "scenario") -> Scenario:
