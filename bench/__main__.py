@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import backtests, footprint, report
+from bench import backtests, fleet_sim, footprint, report
 from topup_guard import retry
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     emit("## Backtest throughput\n\n" + report.throughput_section(
         [backtests.throughput(r) for r in results]
     ))  # fmt: skip
+    emit(fleet_sim.section(fleet_sim.measure()))  # the 1,000-subaccount trace, made here
     passed = all(g.passed for r in results for g in r.goals)
     if not args.no_footprint:
         extra = 0 if args.no_instructions else 45  # callgrind: a slow start, then 10 s of polls

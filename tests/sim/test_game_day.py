@@ -14,7 +14,7 @@ import pytest
 
 from topup_guard.cli import build_parser
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
-from topup_guard.sim.control import _CONTROL_KEYS
+from topup_guard.sim.control import _CONTROL_KEYS, _SUB_CONTROL_KEYS
 from topup_guard.sim.faults import ENDPOINTS, FAULT_KINDS
 from topup_guard.sim.gameday import game_day_help
 from topup_guard.sim.server import SimCredentials, banner
@@ -31,8 +31,8 @@ def simulate_help() -> str:
 @pytest.mark.parametrize("where", ["help", "readme"])
 def test_every_control_key_fault_kind_and_endpoint_is_documented(where: str) -> None:
     text = simulate_help() if where == "help" else README.split("### Game day")[1]
-    for word in (*_CONTROL_KEYS, *FAULT_KINDS, *ENDPOINTS, "/_sim/state", "/_sim/control",
-                 "/_sim/faults"):  # fmt: skip
+    for word in (*_CONTROL_KEYS, *_SUB_CONTROL_KEYS, *FAULT_KINDS, *ENDPOINTS, "/_sim/state",
+                 "/_sim/control", "/_sim/faults", "/_sim/subaccounts"):  # fmt: skip
         assert word in text, word
 
 

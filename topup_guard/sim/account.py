@@ -15,18 +15,20 @@ What it models, and why:
 - **Payments can fail** (``fail_payments`` injects failures); three failures in a row switch
   auto-reload off, after which top-ups are refused as "not auto-reload enabled", as on Vonage.
 - **Top-up** adds the auto-reload amount ``credit_delay_s`` after it is accepted.
-- Secrets, settings and subaccounts live in ``AccountExtras`` (``extras.py``).
+- Secrets, settings and subaccounts live in ``AccountExtras`` (``extras.py``); subaccounts' own
+  demand in ``FleetExtras`` (``fleetspend.py``). Shared-balance subaccounts spend the primary's
+  money on the primary's timeline (``_advance_with_shared`` below), own-balance ones lazily.
 """
 
 from __future__ import annotations
 
 import hmac
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from topup_guard.sim.extras import AccountExtras
+from topup_guard.sim.fleetspend import FleetExtras, FleetSpend
 from topup_guard.sim.refusals import SimRefusal
 from topup_guard.sim.spend import MessageRun, SpendProfile, messages_in
 
@@ -37,7 +39,7 @@ MAX_FAILED_PAYMENTS = 3
 DEFAULT_EPOCH = 1_800_000_000.0
 
 
-class SimAccount(AccountExtras):
+class SimAccount(FleetExtras):
     """A simulated prepaid account; money in ``Decimal`` EUR, time in simulated seconds."""
 
     def __init__(
@@ -96,6 +98,8 @@ class SimAccount(AccountExtras):
         self.served_events = 0
         self.failed_spend = Decimal(0)
         self.failed_events = 0
+        # Subaccounts' demand: only those that demand anything cost anything.
+        self._fleet = FleetSpend(_PrimaryPurse(self), self.message_price)
 
     @classmethod
     def from_scenario(
@@ -108,8 +112,15 @@ class SimAccount(AccountExtras):
         trace: Iterable[tuple[float, Decimal]] = (),
         start: float = 0.0,
         epoch: float = DEFAULT_EPOCH,
+        fleet_trace: Mapping[str, Sequence[tuple[float, Decimal]]] | None = None,
     ) -> SimAccount:
-        """The account a scenario describes; ``topup_latency_s`` becomes the credit delay."""
+        """The account a scenario describes; ``topup_latency_s`` becomes the credit delay.
+
+        ``fleet_trace`` (``read_fleet_trace``'s result) adds trace demand per account: the
+        ``primary`` entry to the primary's, every other one to that scenario subaccount's (a key
+        the scenario does not name is a ValueError).
+        """
+        primary = [*trace, *(fleet_trace or {}).get("primary", ())]
         account = cls(
             api_key=api_key,
             api_secret=api_secret,
@@ -121,21 +132,14 @@ class SimAccount(AccountExtras):
             check_min_s=scenario.autoreload_check_min_s,
             check_max_s=scenario.autoreload_check_max_s,
             seed=scenario.seed,
-            trace=trace,
+            trace=primary,
             spend=scenario.spend_profile(),
             message_price=scenario.message_price,
             credit_delay_s=scenario.topup_latency_s,
             start=start,
             epoch=epoch,
         )
-        for sub in scenario.subaccounts:
-            account.add_subaccount(
-                sub["api_key"],
-                name=sub.get("name") or "",
-                balance=sub.get("balance"),
-                secret=sub.get("secret") or "SubSecret1",
-                credit_limit=sub.get("credit_limit") or Decimal(0),
-            )
+        account.add_scenario_subaccounts(scenario, fleet_trace or {}, start)
         return account
 
     def __repr__(self) -> str:  # no secret, no trx
@@ -165,6 +169,9 @@ class SimAccount(AccountExtras):
     # --- time -----------------------------------------------------------------------------
     def advance_to(self, t: float) -> None:
         """Consume demand and run auto-reload checks and pending credits up to time ``t``."""
+        if self._fleet.shared:
+            self._advance_with_shared(t)
+            return
         while True:
             credit_at = self._next_credit_time()
             if self.spend_rate_override is None and self.spend.idle:
@@ -176,6 +183,27 @@ class SimAccount(AccountExtras):
                 self._consume_scenario(self._now, due)
                 self._now = due
             if not self._fire_due() and due >= t:
+                return
+
+    def _advance_with_shared(self, t: float) -> None:
+        """``advance_to`` while subaccounts spend the primary's balance: their demand joins the
+        primary's timeline, so auto-reload checks and credits see it in time order. At one
+        instant the primary's own events come first, then the subaccounts'. A separate loop, so
+        the common case (no such subaccount) runs exactly the code it always ran."""
+        shared = self._fleet.shared
+        while True:
+            credit_at = self._next_credit_time()
+            subs_at = min(d.next_event() for d in shared)
+            due = min(t, self._next_check, self._next_trace_time(), credit_at, subs_at)
+            if due > self._now:
+                self._consume_scenario(self._now, due)
+                for demand in shared:
+                    demand.bill(self._now, due)
+                self._now = due
+            fired = self._fire_due()
+            for demand in shared:
+                fired = demand.serve_due(self._now) or fired
+            if not fired and due >= t:
                 return
 
     def _drain_trace(self, limit: float, credit_at: float) -> None:
@@ -266,6 +294,8 @@ class SimAccount(AccountExtras):
     def _credit(self, amount: Decimal) -> None:
         self._balance += amount
         self._end_exhaustion(self._now)
+        if self._fleet.shared:
+            self._fleet.credited_primary(self._now)
 
     def _end_exhaustion(self, t: float) -> None:
         if self._exhausted_since is not None:
@@ -356,3 +386,18 @@ class SimAccount(AccountExtras):
         accepted = cost <= self._balance
         self._demand(self._now, cost, parts)
         return accepted, self.message_price, self._balance
+
+
+class _PrimaryPurse:
+    """The primary's balance, as a purse for subaccounts that share it (no credit limit)."""
+
+    __slots__ = ("_account",)
+
+    def __init__(self, account: SimAccount) -> None:
+        self._account = account
+
+    def available(self) -> Decimal:
+        return self._account._balance
+
+    def pay(self, eur: Decimal) -> None:
+        self._account._balance -= eur

@@ -2,12 +2,14 @@
 
 ``GET /_sim/state`` shows what a test needs to assert money safety (top-ups applied and when,
 failed spend, call counts by endpoint and status); ``POST /_sim/faults`` and
-``POST /_sim/control`` steer the account while a client runs against it.
+``POST /_sim/control`` steer the account while a client runs against it, and
+``POST /_sim/subaccounts/{key}`` one subaccount's spend rate, balance or suspension.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -16,6 +18,8 @@ from aiohttp import web
 from topup_guard.sim import wire
 from topup_guard.sim.context import CONTEXT, SimContext
 from topup_guard.sim.faults import parse_fault
+from topup_guard.sim.subaccounts import SimSubaccount
+from topup_guard.sim.subspend import SubaccountFigures
 
 _CONTROL_KEYS = {
     "balance",
@@ -56,7 +60,74 @@ def state_body(ctx: SimContext) -> dict[str, Any]:
         "transfers": len(a.transfers),
         "calls": ctx.calls_by_endpoint(),
         "faults": ctx.faults.active(),
+        **subaccounts_state(ctx, t),
     }
+
+
+def subaccounts_state(ctx: SimContext, t: float) -> dict[str, Any]:
+    """Per subaccount: balance, spend rate, served and refused demand; and the refused total."""
+    a = ctx.account
+    figures = a.subaccount_figures(t)
+    subs = {key: _sub_entry(sub, figures.get(key)) for key, sub in a.subaccounts.items()}
+    refused = sum((f.refused_spend for f in figures.values()), Decimal(0))
+    return {"subaccounts": subs, "subaccounts_refused_spend": refused}
+
+
+def _sub_entry(sub: SimSubaccount, figures: SubaccountFigures | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "balance": sub.balance,
+        "credit_limit": sub.credit_limit,
+        "use_primary_account_balance": sub.use_primary_account_balance,
+        "suspended": sub.suspended,
+    }
+    return entry | (asdict(figures) if figures is not None else _NO_DEMAND)
+
+
+_NO_DEMAND = {
+    "spend_rate": Decimal(0),
+    "served_spend": Decimal(0),
+    "served_events": 0,
+    "refused_spend": Decimal(0),
+    "refused_events": 0,
+    "exhausted_seconds": 0.0,
+}
+_SUB_CONTROL_KEYS = {"spend_rate", "balance", "suspended"}
+
+
+async def control_subaccount(request: web.Request) -> web.Response:
+    """``POST /_sim/subaccounts/{key}``: ``spend_rate`` (EUR/s from now on; ``null`` restores the
+    scenario's), ``balance`` (an own balance, set now), ``suspended``; answers its state."""
+    ctx = request.app[CONTEXT]
+    key = request.match_info["sub_key"]
+    data = await _body(request)
+    if not isinstance(data, dict):
+        return _error("body must be a JSON object")
+    unknown = sorted(set(data) - _SUB_CONTROL_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_SUB_CONTROL_KEYS))
+        return _error(f"unknown key '{unknown[0]}'; known: {known}")
+    a, t = ctx.account, ctx.advance()
+    if key not in a.subaccounts:
+        return wire.json_response({"error": f"no subaccount {key!r}"}, 404)
+    try:
+        rate = None if data.get("spend_rate") is None else _money("spend_rate", data["spend_rate"])
+        if rate is not None and rate < 0:
+            raise ValueError("spend_rate must not be negative")
+        balance = _money("balance", data["balance"]) if "balance" in data else None
+        if "suspended" in data and not isinstance(data["suspended"], bool):
+            raise ValueError("suspended must be true or false")
+        if balance is not None and a.subaccounts[key].use_primary_account_balance:
+            raise ValueError(f"subaccount {key} uses the primary account's balance")
+    except (ValueError, InvalidOperation) as exc:
+        return _error(str(exc))
+    if "spend_rate" in data:
+        a.set_subaccount_spend_rate(key, rate, t)
+    if balance is not None:
+        a.set_subaccount_balance(key, balance, t)
+    if "suspended" in data:
+        a.subaccounts[key].suspended = data["suspended"]
+    sub = a.subaccounts[key]
+    return wire.json_response(_sub_entry(sub, a.subaccount_figures(t).get(key)))
 
 
 def _error(message: str) -> web.Response:
@@ -172,3 +243,4 @@ def add_control_routes(app: web.Application) -> None:
     r.add_post("/_sim/faults", add_faults)
     r.add_delete("/_sim/faults", clear_faults)
     r.add_post("/_sim/control", control)
+    r.add_post("/_sim/subaccounts/{sub_key}", control_subaccount)

@@ -28,7 +28,7 @@ class AccountExtras:
         # A separate stream, so creating ids never shifts the reload timing.
         self._ids = random.Random(f"ids-{seed}")  # noqa: S311 - repeatable, not crypto
         self._stores = {api_key: SecretStore(api_secret, self.iso(0.0, millis=False), self.new_id)}
-        self.subaccounts: dict[str, SimSubaccount] = {}
+        self._subaccounts: dict[str, SimSubaccount] = {}
         self.transfers: list[Transfer] = []
         self.primary_name = "Primary account"
         self.mo_callback_url = ""
@@ -51,6 +51,18 @@ class AccountExtras:
 
     def _credit_primary(self, amount: Decimal) -> None:
         raise NotImplementedError
+
+    def _sync_subaccounts(self) -> None:
+        """Bring every subaccount's own-balance demand up to the account's time (lazily)."""
+
+    def _subaccount_credited(self, api_key: str) -> None:
+        """Money arrived in a subaccount: its ongoing exhaustion, if any, ends now."""
+
+    @property
+    def subaccounts(self) -> dict[str, SimSubaccount]:
+        """Every subaccount by key, its balance brought up to the account's time first."""
+        self._sync_subaccounts()
+        return self._subaccounts
 
     # --- helpers --------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -114,7 +126,7 @@ class AccountExtras:
             credit_limit=None if shared else credit_limit,
             created_at=self.iso(0.0),
         )
-        self.subaccounts[api_key] = sub
+        self._subaccounts[api_key] = sub
         self._stores[api_key] = SecretStore(secret, self.iso(0.0, millis=False), self.new_id)
         return sub
 
@@ -142,8 +154,10 @@ class AccountExtras:
             if key == self.api_key:
                 (self._credit_primary if delta > 0 else self._debit_primary)(abs(delta))
             else:
-                sub = self.subaccounts[key]
+                sub = self._subaccounts[key]
                 sub.balance = (sub.balance or Decimal(0)) + delta
+                if delta > 0:
+                    self._subaccount_credited(key)
         record = Transfer(
             id=self.new_id(),
             from_key=from_key,

@@ -28,6 +28,9 @@ game day: steer the account at {url} while a guard runs against it (no auth on /
          credit_delay_s (s)         top-up credits show this long after Vonage's "200"
          debit (EUR)                a one-off debit now (a number rental, a transfer out)
        curl -s -X POST {url}/_sim/control -d '{{"spend_rate": 0.5, "fail_payments": 3}}'
+  POST /_sim/subaccounts/KEY  one subaccount: spend_rate (EUR/s | null), balance (EUR, own
+                       balance only), suspended (true|false); answers its figures. The state's
+                       "subaccounts" shows each one's balance and served and refused demand
   POST /_sim/faults    one fault or a list; the next COUNT calls of ENDPOINT fail as KIND:
          {{"endpoint": ENDPOINT, "kind": KIND, "count": 1, "retry_after": 1, "delay": 30,
           "value": "1E+2"}}  (stale: the answer given DELAY s earlier; value_glitch: VALUE)

@@ -277,6 +277,7 @@ async def list_subaccounts(request: web.Request) -> web.Response:
 
 async def get_subaccount(request: web.Request) -> web.Response:
     key = _primary_key(request)
+    request.app[CONTEXT].advance()  # a subaccount's own demand has spent until now
     sub = request.app[CONTEXT].account.subaccount(request.match_info["sub_key"])
     return wire.json_response(_sub_body(sub, key))
 

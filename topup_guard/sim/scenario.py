@@ -8,7 +8,7 @@ as ``Decimal`` straight from the JSON text, never through a float.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -17,7 +17,9 @@ from typing import Any
 from topup_guard.errors import ConfigError
 from topup_guard.sim.spend import Burst, Phase, SpendProfile
 
-_SUB_KEYS = {"api_key", "name", "balance", "credit_limit", "secret"}
+_SUB_KEYS = {"api_key", "name", "balance", "credit_limit", "secret", "suspended"}
+# A subaccount's own demand: the primary's spend keys, plus a constant rate (EUR/s).
+_SUB_SPEND_KEYS = {"spend", "bursts", "repeat_every", "spend_rate"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Scenario:
     signal_latency_s: float | None = None
     """Backtest only: every demand event also reaches the guard as a sender's balance signal,
     this many seconds later (``"signal": {"latency_s": 0.2}``); None: polling alone."""
+    fleet_trace: str | None = None
+    """A fleet trace CSV (``fleet/trace.py``) the simulator replays: demand per account. A
+    relative path is relative to the scenario file (``load_scenario``)."""
 
     @classmethod
     def from_dict(cls, data: object, *, source: str = "scenario") -> Scenario:
@@ -91,6 +96,8 @@ class Scenario:
             raise ValueError("seed: must be an integer")
         if not isinstance(values.get("auto_reload", True), bool):
             raise ValueError("auto_reload: must be true or false")
+        if values.get("fleet_trace") is not None and not isinstance(values["fleet_trace"], str):
+            raise ValueError("fleet_trace: must be the path of a fleet trace CSV")
         if values.get("guard") is not None and not isinstance(values["guard"], dict):
             raise ValueError("guard: must be an object")
         scenario = cls(**values)
@@ -110,7 +117,10 @@ def load_scenario(path: str | Path) -> Scenario:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
-    return parse_scenario(text, source=str(path))
+    scenario = parse_scenario(text, source=str(path))
+    if scenario.fleet_trace is not None and not Path(scenario.fleet_trace).is_absolute():
+        scenario = replace(scenario, fleet_trace=str(Path(path).parent / scenario.fleet_trace))
+    return scenario
 
 
 def parse_scenario(text: str, *, source: str = "scenario") -> Scenario:
@@ -167,10 +177,23 @@ def _burst(raw: object) -> Burst:
 
 
 def _subaccount(raw: object) -> dict[str, Any]:
-    d = dict(_checked("subaccounts", raw, _SUB_KEYS))
+    """One subaccount entry; its spend keys become ``profile`` (a ``SpendProfile`` or None)."""
+    d = dict(_checked("subaccounts", raw, _SUB_KEYS | _SUB_SPEND_KEYS))
     if not isinstance(d.get("api_key"), str) or not d["api_key"]:
         raise ValueError("subaccounts: api_key is required")
-    for key in ("balance", "credit_limit"):
-        if d.get(key) is not None:
-            d[key] = _money(key, d[key])
+    key = d["api_key"]
+    for name in ("balance", "credit_limit", "spend_rate"):
+        if d.get(name) is not None:
+            d[name] = _money(f"subaccounts[{key}].{name}", d[name])
+    if d.get("credit_limit") is not None and d["credit_limit"] > 0:
+        raise ValueError(f"subaccounts[{key}].credit_limit: must be zero or negative")
+    if d.get("spend_rate") is not None and d["spend_rate"] < 0:
+        raise ValueError(f"subaccounts[{key}].spend_rate: must not be negative")
+    if not isinstance(d.get("suspended", False), bool):
+        raise ValueError(f"subaccounts[{key}].suspended: must be true or false")
+    phases = [_phase(p) for p in d.pop("spend", None) or []]
+    bursts = [_burst(b) for b in d.pop("bursts", None) or []]
+    repeat = d.pop("repeat_every", None)
+    repeat_every = None if repeat is None else _number(f"subaccounts[{key}].repeat_every", repeat)
+    d["profile"] = SpendProfile(phases, bursts, repeat_every) if phases or bursts else None
     return d

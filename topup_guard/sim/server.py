@@ -19,8 +19,9 @@ import ssl
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from aiohttp import web
 from topup_guard.clock import Clock, SystemClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX, env_name
 from topup_guard.errors import ConfigError
+from topup_guard.fleet.trace import read_fleet_trace
 from topup_guard.sim import wire
 from topup_guard.sim.account import SimAccount
 from topup_guard.sim.context import CONTEXT, SimContext
@@ -228,13 +230,19 @@ async def start_simulator(
     ssl_context: ssl.SSLContext | None = None,
     credentials: SimCredentials | None = None,
     clock: Clock | None = None,
+    epoch: float | None = None,
+    fleet_trace: Mapping[str, Sequence[tuple[float, Decimal]]] | None = None,
 ) -> RunningSimulator:
     """Serve a simulated account (the embedded bursty scenario by default) in this loop.
 
     ``port=0`` picks a free port; ``url`` reports the real one. ``credentials`` default to the
-    environment, then the demo values.
+    environment, then the demo values. ``epoch`` (unix time of simulated t=0, default now) fixes
+    the timestamps shown; ``fleet_trace`` adds trace demand per account (``read_fleet_trace``;
+    default: the file the scenario's ``fleet_trace`` names, if any).
     """
     scenario = scenario or default_scenario()
+    if fleet_trace is None and scenario.fleet_trace is not None:
+        fleet_trace = read_fleet_trace(scenario.fleet_trace)
     creds = credentials or credentials_from_env()
     clock = clock or SystemClock()
     account = SimAccount.from_scenario(
@@ -242,7 +250,8 @@ async def start_simulator(
         api_key=creds.api_key,
         api_secret=creds.api_secret,
         trx=creds.trx,
-        epoch=_wall_epoch(),
+        epoch=_wall_epoch() if epoch is None else epoch,
+        fleet_trace=fleet_trace,
     )
     app = build_app(account, speed=speed, clock=clock, balance_latency_s=scenario.balance_latency_s)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
@@ -279,13 +288,15 @@ def serve_forever(
         if not speed > 0:
             raise ConfigError(["--speed: must be positive"])
         scenario = load_scenario(scenario_path) if scenario_path else default_scenario()
+        # Read here, so a bad file exits 2 naming its line rather than failing inside the loop.
+        trace = read_fleet_trace(scenario.fleet_trace) if scenario.fleet_trace else None
         credentials = credentials_from_env()
         ssl_context = _server_tls(tls_cert, tls_key) if tls_cert and tls_key else None
     except ConfigError as exc:
         print(f"topup-guard simulate: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(host, port, scenario, speed, ssl_context, credentials))
+        asyncio.run(_serve(host, port, scenario, speed, ssl_context, credentials, trace))
     except OSError as exc:
         print(
             f"topup-guard simulate: cannot listen on {host}:{port} ({exc.strerror})",
@@ -333,6 +344,7 @@ async def _serve(
     speed: float,
     ssl_context: ssl.SSLContext | None,
     credentials: SimCredentials,
+    fleet_trace: Mapping[str, Sequence[tuple[float, Decimal]]] | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -345,6 +357,7 @@ async def _serve(
         speed=speed,
         ssl_context=ssl_context,
         credentials=credentials,
+        fleet_trace=fleet_trace,
     )
     print(banner(sim.url, speed, credentials), flush=True)
     try:
