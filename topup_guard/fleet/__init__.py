@@ -1,0 +1,1 @@
+"""Fleet mode (issue 13): one guard for a primary account and its subaccounts."""
