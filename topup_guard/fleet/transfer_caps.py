@@ -78,7 +78,7 @@ def counted(entries: Iterable[TransferEntry]) -> list[TransferEntry]:
 
 
 def _count_cap(name: str, times: Sequence[float], cap: int, now: float, window: float) -> _Window:
-    inside = [t for t in times if t > now - window]  # sorted: ``times`` is
+    inside = [t for t in times if t + window > now]  # the same sum as clears_at: exact
     left = cap - len(inside)
     if left > 0:
         return _Window(name, left, None)
@@ -96,7 +96,7 @@ def _amount_cap(
     now: float,
     window: float,
 ) -> _Window:
-    inside = [(t, a) for t, a in items if t > now - window]
+    inside = [(t, a) for t, a in items if t + window > now]
     used = sum((a for _, a in inside), Decimal(0))
     if amount <= 0:
         return _Window(name, 1 << 30, None)
