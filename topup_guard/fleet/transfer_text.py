@@ -49,9 +49,8 @@ def refusal_text(exc: BaseException, account: str) -> str:
 
 
 def _insufficient(exc: BaseException) -> bool:
-    text = str(exc).casefold()
-    code = (exc.code or "") if isinstance(exc, ApiError) else ""
-    return "insufficient" in text or code == "valid-transfers"
+    # Both 403s carry type "#valid-transfers"; only the detail tells them apart.
+    return "insufficient" in str(exc).casefold()
 
 
 def action_for(exc: BaseException, *, account: str, primary: str) -> str:
