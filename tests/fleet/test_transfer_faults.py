@@ -165,3 +165,21 @@ async def test_random_mixes_of_faults_on_transfers_listings_and_balances(
     assert sorted(t.reference or "" for t in applied) == sorted(e.reference for e in succeeded)
     assert len(succeeded) == 3 * len(SUBS)
     assert await ledger.in_doubt() == []
+
+
+@pytest.mark.parametrize("kind", ["error_500_before", "timeout_after"])
+async def test_concurrent_sends_and_settling_never_double_a_transfer(
+    kind: str, fleet_sim: RunningSimulator, vonage: VonageClient, ledger: SqliteTransferLedger
+) -> None:
+    safe = safe_transfer(vonage, ledger)
+    await inject_fault(fleet_sim, endpoint="balance-transfers", kind=kind, count=2, delay=2.0)
+    subs = fleet_sim.account.subaccounts
+    for _ in range(6):  # the loop fans out: every low account at once, settling alongside
+        low = [a for a in SUBS if (subs[a].balance or 0) < FLOOR]
+        await asyncio.gather(
+            safe.settle_open(), *(safe.send(a, AMOUNT, "below the floor") for a in low),
+            safe.settle_open(),
+        )  # fmt: skip
+        await asyncio.sleep(VERIFY_AFTER)
+    await funding_rounds(safe, vonage, SUBS)
+    await check_exactly_once(fleet_sim, ledger, SUBS)
