@@ -22,7 +22,7 @@ from topup_guard.clock import SystemClock
 from topup_guard.config import DEMO_API_KEY
 from topup_guard.coordination import SoleGuard
 from topup_guard.fleet.transfer import SafeTransfer, TransferOutcome
-from topup_guard.fleet.transfer_ledger import SqliteTransferLedger, TransferState
+from topup_guard.fleet.transfer_ledger import SqliteTransferLedger, TransferLedger, TransferState
 from topup_guard.sim import RunningSimulator
 from topup_guard.vonage.client import VonageClient
 
@@ -68,7 +68,7 @@ async def clear_faults(sim: RunningSimulator) -> None:
 
 
 async def check_exactly_once(
-    sim: RunningSimulator, ledger: SqliteTransferLedger, accounts: tuple[str, ...]
+    sim: RunningSimulator, ledger: TransferLedger, accounts: tuple[str, ...]
 ) -> None:
     applied = [t for t in sim.account.transfers if t.to_key in accounts]
     entries = await ledger.latest(1000)
