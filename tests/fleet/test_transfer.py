@@ -282,3 +282,18 @@ async def test_unconfirmed_transfers_count_in_the_caps(
     got = allowance(await ledger.since(entry.created_wall - DAY), "sub00001", TEN,
                     entry.created_wall, account_rules=caps, fleet_rules=caps)  # fmt: skip
     assert got.limited_by == ("account_daily_amount", "fleet_daily_amount")
+
+
+async def test_a_transfer_without_a_reference_in_the_listing_keeps_the_doubt(
+    fleet_sim: RunningSimulator, vonage: VonageClient, ledger: SqliteTransferLedger
+) -> None:
+    safe = make(vonage, ledger, settle_window_s=0.5)
+    await inject_fault(fleet_sim, endpoint="balance-transfers", kind="error_500_before")
+    assert (await safe.send("sub00001", TEN, "low")).outcome is TransferOutcome.AMBIGUOUS
+    await vonage.transfer_balance(DEMO_API_KEY, "sub00001", TEN)  # by hand, no reference
+    await asyncio.sleep(0.3)
+    assert await safe.settle_open() == [], "absence is not proved while a transfer is anonymous"
+    await asyncio.sleep(0.3)
+    (entry,) = await safe.settle_open()
+    assert entry.state is TransferState.UNCONFIRMED
+    assert "without a reference" in entry.detail

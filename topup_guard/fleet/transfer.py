@@ -276,7 +276,7 @@ class SafeTransfer:
                 )
                 why = ""
             except Exception as exc:  # any failure: nothing proved either way
-                listed, why = None, f"{type(exc).__name__}: {exc}"
+                listed, why = None, f"the listing failed ({type(exc).__name__}: {exc})"
                 log.warning("transfer_listing_failed", extra={"account": account, "detail": why})
             changed = []
             for e in entries:
@@ -304,17 +304,25 @@ class SafeTransfer:
                 moved = sum((t.amount for t in found), Decimal(0))
                 detail = f"the listing shows transfer {found[0].id} of EUR {moved}"
                 return await self._resolve(e, TransferState.SUCCEEDED, detail, found[0].id, moved)
+            # A transfer to this account without a reference (made by hand, or an API that
+            # dropped ours) might be this one: then absence proves nothing.
+            anonymous = [t for t in listed if t.to_key == e.account and not t.reference]
             call_end = e.updated_wall if e.state is not TransferState.PENDING else e.created_wall
             wait = self.verify_after_s
             if e.state is TransferState.PENDING and e.holder != self.coordinator.holder:
                 wait = max(wait, self.foreign_pending_s)  # its sender may still be on the wire
-            if e.state is TransferState.UNCONFIRMED or asked - call_end >= wait:
+            waited = e.state is TransferState.UNCONFIRMED or asked - call_end >= wait
+            if waited and not anonymous:
                 detail = f"the listing proves it did not happen (no {e.reference} since it began)"
                 return await self._resolve(e, TransferState.FAILED, detail)
-            return None
+            if not anonymous:
+                return None
+            why = (
+                f"the listing shows {len(anonymous)} transfer(s) to {e.account} without a reference"
+            )
         if e.state is TransferState.UNCONFIRMED or asked - e.created_wall < self.settle_window_s:
             return None
-        detail = f"not settled within {self.settle_window_s:.0f} s: the listing failed ({why})"
+        detail = f"not settled within {self.settle_window_s:.0f} s: {why}"
         log.error(
             "transfer_unconfirmed",
             extra={
