@@ -297,3 +297,17 @@ async def test_a_transfer_without_a_reference_in_the_listing_keeps_the_doubt(
     (entry,) = await safe.settle_open()
     assert entry.state is TransferState.UNCONFIRMED
     assert "without a reference" in entry.detail
+
+
+async def test_a_listing_made_too_soon_after_the_call_proves_nothing(
+    fleet_sim: RunningSimulator, vonage: VonageClient, ledger: SqliteTransferLedger
+) -> None:
+    safe = SafeTransfer(vonage, ledger, SoleGuard("test:1"), SystemClock(),
+                        primary_key=DEMO_API_KEY)  # the production 5 s  # fmt: skip
+    await inject_fault(fleet_sim, endpoint="balance-transfers", kind="error_500_before")
+    result = await safe.send("sub00001", TEN, "low")
+    assert result.outcome is TransferOutcome.AMBIGUOUS
+    assert await safe.settle_open() == []
+    (still,) = await ledger.in_doubt()
+    assert still.state is TransferState.UNKNOWN
+    assert fleet_sim.account.transfers == []

@@ -79,7 +79,6 @@ class TransferLedger(Protocol):
 
     async def begin(
         self,
-        *,
         account: str,
         amount: Decimal,
         reason: str,

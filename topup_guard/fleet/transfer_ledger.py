@@ -240,7 +240,6 @@ class SqliteTransferLedger:
 
     async def begin(
         self,
-        *,
         account: str,
         amount: Decimal,
         reason: str,

@@ -131,7 +131,6 @@ class RedisTransferLedger:
 
     async def begin(
         self,
-        *,
         account: str,
         amount: Decimal,
         reason: str,
