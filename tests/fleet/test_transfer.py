@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.fleet.conftest import SHARED
 from tests.simctl import inject_fault
+from topup_guard import retry
 from topup_guard.clock import SystemClock
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET
 from topup_guard.coordination import SoleGuard
@@ -310,4 +311,19 @@ async def test_a_listing_made_too_soon_after_the_call_proves_nothing(
     assert await safe.settle_open() == []
     (still,) = await ledger.in_doubt()
     assert still.state is TransferState.UNKNOWN
+    assert fleet_sim.account.transfers == []
+
+
+async def test_a_shutdown_during_the_wait_before_a_resend_ends_it_with_nothing_moved(
+    fleet_sim: RunningSimulator, vonage: VonageClient, ledger: SqliteTransferLedger
+) -> None:
+    retry.set_testing(False)  # the real Retry-After wait (the fixture turns it back off)
+    await inject_fault(fleet_sim, endpoint="balance-transfers", kind="rate_limit", retry_after=2)
+    stop = asyncio.Event()
+    stop.set()
+    started = asyncio.get_running_loop().time()
+    result = await make(vonage, ledger).send("sub00001", TEN, "low", stop=stop)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert result.outcome is TransferOutcome.REFUSED
+    assert "shutdown" in result.detail
     assert fleet_sim.account.transfers == []

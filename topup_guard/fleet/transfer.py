@@ -17,6 +17,7 @@ Dry runs are recorded as DRY_RUN and never sent (and never counted in caps).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from topup_guard.fleet.transfer_base import (
 from topup_guard.fleet.transfer_text import (
     UNCONFIRMED_ACTION,
     LeaseLostBeforeResend,
+    StoppedBeforeResend,
     action_for,
     is_definite_refusal,
     refusal_text,
@@ -125,13 +127,17 @@ class SafeTransfer:
         *,
         dry_run: bool | None = None,
         despite_unconfirmed: bool = False,
+        stop: asyncio.Event | None = None,
     ) -> TransferResult:
-        """One transfer of ``amount`` EUR from the primary to ``account``, recorded first."""
+        """One transfer of ``amount`` EUR from the primary to ``account``, recorded first.
+
+        ``stop`` set while waiting to resend a POST that provably never arrived ends the
+        transfer (FAILED: nothing moved), so a shutdown never waits out a Retry-After."""
         dry = self.dry_run if dry_run is None else dry_run
         with self._tracer.start_as_current_span("transfer") as span:
             span.set_attribute("transfer.account", account)
             span.set_attribute("transfer.amount", str(amount))
-            result = await self._send(account, amount, reason, dry, despite_unconfirmed)
+            result = await self._send(account, amount, reason, dry, despite_unconfirmed, stop)
             span.set_attribute("transfer.outcome", result.outcome.value)
             span.set_attribute("transfer.requests", result.requests)
             if result.entry is not None:
@@ -144,7 +150,13 @@ class SafeTransfer:
             return result
 
     async def _send(
-        self, account: str, amount: Decimal, reason: str, dry: bool, despite_unconfirmed: bool
+        self,
+        account: str,
+        amount: Decimal,
+        reason: str,
+        dry: bool,
+        despite_unconfirmed: bool,
+        stop: asyncio.Event | None,
     ) -> TransferResult:
         if not self.coordinator.may_spend():
             return _not_started("this replica does not hold the spending lease; nothing was sent")
@@ -169,11 +181,11 @@ class SafeTransfer:
             return TransferResult(TransferOutcome.DRY_RUN, entry, "dry run: transfer not sent")
         self._inflight.add(entry.transfer_id)
         try:
-            return await self._post(entry)
+            return await self._post(entry, stop)
         finally:
             self._inflight.discard(entry.transfer_id)
 
-    async def _post(self, entry: TransferEntry) -> TransferResult:
+    async def _post(self, entry: TransferEntry, stop: asyncio.Event | None) -> TransferResult:
         if not self.coordinator.may_spend():  # lost between the check and the ledger write
             done = await self._mark(entry, TransferState.FAILED, "lease lost before sending")
             return _not_started("the lease was lost before sending; nothing was sent", done)
@@ -188,13 +200,17 @@ class SafeTransfer:
                 self.primary_key, entry.account, entry.amount, entry.reference
             )
 
+        async def sleep(seconds: float) -> None:
+            if await self._clock.sleep(seconds, wake=stop):
+                raise StoppedBeforeResend
+
         try:
             answer = await retry.call(
                 post,
                 name="balance-transfer",
                 retryable=retry.post_is_safe_to_resend,
                 policy=retry.POST_POLICY,
-                sleep=self._clock.sleep,
+                sleep=sleep,
             )
         except Exception as exc:
             if is_definite_refusal(exc):

@@ -26,9 +26,13 @@ class LeaseLostBeforeResend(Exception):
     """The lease was lost while waiting to resend a POST that provably never arrived."""
 
 
+class StoppedBeforeResend(Exception):
+    """Shutdown came while waiting to resend a POST that provably never arrived."""
+
+
 def is_definite_refusal(exc: BaseException) -> bool:
     """True when the error proves Vonage did not move the money."""
-    if isinstance(exc, RequestNotSentError | LeaseLostBeforeResend):
+    if isinstance(exc, RequestNotSentError | LeaseLostBeforeResend | StoppedBeforeResend):
         return True
     if not isinstance(exc, _DEFINITE):
         return False
@@ -39,6 +43,8 @@ def is_definite_refusal(exc: BaseException) -> bool:
 
 def refusal_text(exc: BaseException, account: str) -> str:
     """The FAILED entry's detail: what Vonage said, and that nothing moved."""
+    if isinstance(exc, StoppedBeforeResend):
+        return "shutdown before a resend; the earlier try provably never reached Vonage"
     if isinstance(exc, LeaseLostBeforeResend):
         return "the lease was lost before a resend; the earlier try provably never reached Vonage"
     if isinstance(exc, RequestNotSentError):
