@@ -257,3 +257,28 @@ async def test_nonsense_amounts_and_backward_states_are_refused(
         await ledger.transition(e.transfer_id, TransferState.PENDING, wall=WALL, epoch=0)
     with pytest.raises(LedgerError, match="no transfer 99"):
         await ledger.transition(99, TransferState.FAILED, wall=WALL, epoch=0)
+
+
+async def test_cached_reads_always_match_the_database_across_two_connections(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shared.sqlite"
+    one, two = SqliteTransferLedger(path), SqliteTransferLedger(path)
+
+    async def agree(wall: float) -> None:
+        truth = one._select("WHERE h.created_wall >= ? ORDER BY h.transfer_id", (wall,))
+        assert await one.since(wall) == truth
+        assert await two.since(wall) == truth
+        assert await two.since(wall, "b") == [e for e in truth if e.account == "b"]
+
+    for i in range(12):
+        writer = (one, two)[i % 2]
+        e = await begin(writer, "ab"[i % 3 % 2], wall=WALL + i * 100)
+        await agree(WALL)
+        await writer.transition(e.transfer_id, TransferState.FAILED, wall=WALL, epoch=0)
+        await agree(WALL + 50 * i)
+    await begin(two, "c", wall=WALL - 10 * 86400)  # a wall clock far behind: cache dropped
+    await agree(WALL - 20 * 86400)
+    await agree(WALL + 3 * 86400)  # far ahead of the cache: read afresh
+    await one.close()
+    await two.close()
