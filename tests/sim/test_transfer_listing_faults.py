@@ -1,4 +1,5 @@
-"""Faults on the transfer listing alone (``balance-transfers-list``), over real HTTP."""
+"""Faults on the transfer alone (``balance-transfers-post``) or on its listing alone
+(``balance-transfers-list``), over real HTTP."""
 
 from __future__ import annotations
 
@@ -56,3 +57,15 @@ async def test_a_listing_fault_outranks_a_wildcard(
     with pytest.raises(Exception, match="rate limit"):
         await vonage.list_balance_transfers(START)
     assert [f["kind"] for f in (await sim_state(sim))["faults"]] == ["error_500_before"]
+
+
+async def test_a_transfer_fault_spares_the_listing(
+    sim: RunningSimulator, vonage: VonageClient
+) -> None:
+    await inject_fault(sim, endpoint="balance-transfers-post", kind="error_500_after", count=2)
+    assert await vonage.list_balance_transfers(START) == []
+    for _ in range(2):
+        with pytest.raises(ServerError):
+            await vonage.transfer_balance(DEMO_API_KEY, "sub00001", Decimal(2), "ref-3")
+    assert len(sim.account.transfers) == 2, "error_500_after applies each one"
+    assert (await sim_state(sim))["faults"] == []

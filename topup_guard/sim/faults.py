@@ -30,8 +30,9 @@ legitimate answer among them — postpaid accounts go below zero — and shows t
 mirrored below zero (``-|balance|``, ``-1.0`` at zero), so a client must accept it as a balance.
 
 Endpoint ``balance-transfers`` is both the transfer (POST) and its listing (GET): a fault on it
-hits whichever call comes next. ``balance-transfers-list`` hits the listing only (a fleet guard
-settles a doubtful transfer by listing, so "the listing fails too" is a case of its own).
+hits whichever call comes next. ``balance-transfers-post`` hits the transfer only and
+``balance-transfers-list`` the listing only (a fleet guard settles a doubtful transfer by
+listing, so "the listing fails too" is a case of its own).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ ENDPOINTS = (
     "secrets",
     "subaccounts",
     "balance-transfers",
+    "balance-transfers-post",
     "balance-transfers-list",
     "sms",
 )

@@ -41,10 +41,11 @@ REQUEST_ID = web.RequestKey("sim_request_id", str)
 
 
 def fault_names(endpoint: str, method: str) -> tuple[str, ...]:
-    """The fault endpoints a call answers to, most specific first: the transfer listing (GET
-    ``balance-transfers``) also answers to ``balance-transfers-list``."""
-    if endpoint == "balance-transfers" and method == "GET":
-        return ("balance-transfers-list", endpoint)
+    """The fault endpoints a call answers to, most specific first: the transfer (POST
+    ``balance-transfers``) also answers to ``balance-transfers-post``, its listing (GET) to
+    ``balance-transfers-list``."""
+    if endpoint == "balance-transfers":
+        return ("balance-transfers-list" if method == "GET" else "balance-transfers-post", endpoint)
     return (endpoint,)
 
 
