@@ -28,6 +28,11 @@ The ``value_*`` kinds and ``negative_balance`` answer a balance-shaped body on a
 ``top-up`` that is a 200 without ``error-code`` "200": garbage). ``negative_balance`` is the one
 legitimate answer among them — postpaid accounts go below zero — and shows the real balance
 mirrored below zero (``-|balance|``, ``-1.0`` at zero), so a client must accept it as a balance.
+
+Endpoint ``balance-transfers`` is both the transfer (POST) and its listing (GET): a fault on it
+hits whichever call comes next. ``balance-transfers-post`` hits the transfer only and
+``balance-transfers-list`` the listing only (a fleet guard settles a doubtful transfer by
+listing, so "the listing fails too" is a case of its own).
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ ENDPOINTS = (
     "secrets",
     "subaccounts",
     "balance-transfers",
+    "balance-transfers-post",
+    "balance-transfers-list",
     "sms",
 )
 BEFORE_KINDS = frozenset(
@@ -147,9 +154,12 @@ class FaultInjector:
     def active(self) -> list[dict[str, Any]]:
         return [f.as_dict() for f in self._faults]
 
-    def take(self, endpoint: str) -> Fault | None:
-        """The fault for this call of ``endpoint``, if any, spending one of its count."""
-        match = next((f for f in self._faults if f.endpoint == endpoint), None)
+    def take(self, endpoint: str, *also: str) -> Fault | None:
+        """The fault for this call of ``endpoint`` (or, failing that, of the names in ``also``,
+        in order), if any, spending one of its count."""
+        match = None
+        for name in (endpoint, *also):
+            match = match or next((f for f in self._faults if f.endpoint == name), None)
         match = match or next((f for f in self._faults if f.endpoint == "*"), None)
         if match is None:
             return None

@@ -40,6 +40,15 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
 REQUEST_ID = web.RequestKey("sim_request_id", str)
 
 
+def fault_names(endpoint: str, method: str) -> tuple[str, ...]:
+    """The fault endpoints a call answers to, most specific first: the transfer (POST
+    ``balance-transfers``) also answers to ``balance-transfers-post``, its listing (GET) to
+    ``balance-transfers-list``."""
+    if endpoint == "balance-transfers":
+        return ("balance-transfers-list" if method == "GET" else "balance-transfers-post", endpoint)
+    return (endpoint,)
+
+
 def request_id(request: web.Request) -> str:
     return str(request.get(REQUEST_ID, ""))
 

@@ -41,6 +41,7 @@ from topup_guard.sim.routes import (
     REQUEST_ID,
     add_routes,
     basic_credentials,
+    fault_names,
     request_id,
     vonage_handler_errors,
 )
@@ -93,7 +94,7 @@ async def _vonage_middleware(request: web.Request, handler: Handler) -> web.Stre
     endpoint, family = found
     ctx = request.app[CONTEXT]
     request[REQUEST_ID] = str(uuid.uuid4())
-    fault = ctx.faults.take(endpoint)
+    fault = ctx.faults.take(*fault_names(endpoint, request.method))
     response, outcome = await _answer(request, handler, ctx, family, fault)
     ctx.count(endpoint, outcome)
     response.headers["X-Request-Id"] = request_id(request)
