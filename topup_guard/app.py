@@ -11,8 +11,9 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -36,6 +37,7 @@ from topup_guard.topup import AccountAPI, SafeTopUp
 from topup_guard.vonage.client import VonageClient
 
 if TYPE_CHECKING:  # aiohttp.web, imported only when the signal server is on
+    from topup_guard.fleet.guard import FleetGuard
     from topup_guard.signals.server import SignalServer
 
 log = logging.getLogger("topup_guard.app")
@@ -61,9 +63,15 @@ class Guard:
     status: GuardStatus
     sinks: Fanout = field(default_factory=Fanout)
     signal: SignalServer | None = None
+    fleet: FleetGuard | None = None  # fleet mode: this loop runs instead of ``engine.run``
+
+    def loop(self, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+        return self.fleet.run(stop) if self.fleet is not None else self.engine.run(stop)
 
     async def start(self) -> None:
         await self.coordinator.start()
+        if self.fleet is not None:
+            await self.fleet.start()
         await self.notifier.start()
         if self.health is not None:
             try:
@@ -99,6 +107,8 @@ class Guard:
             steps.append(self.signal.stop())
         if self.health is not None:
             steps.append(self.health.stop())
+        if self.fleet is not None:
+            steps.append(self.fleet.close())
         steps += [self.client.close(), self.ledger.close(), self.telemetry.aclose()]
         for step in steps:
             with contextlib.suppress(Exception):
@@ -188,20 +198,29 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
     tracer = telemetry.tracer if hasattr(telemetry, "tracer") else trace.get_tracer("topup_guard")
     safe = build_safe_topup(settings, client, coordinator, ledger, clock, tracer)
     inbox = SignalInbox()  # what senders report; the engine drains it (issue 12)
-    engine = Engine(
-        api=client,
-        ledger=ledger,
-        clock=clock,
-        settings=settings,
-        sink=sinks,
-        status=status,
-        coordinator=coordinator,
-        tracer=tracer,
-        account_label=settings.api_key or "",
-        safe=safe,
-        memory_file=MemoryFile.beside(settings.state_path),
-        inbox=inbox if settings.signal_port else None,
-    )
+    fleet = None
+    if settings.fleet_file is not None:
+        from topup_guard.fleet.build import build_fleet  # fleet mode only
+
+        fleet = build_fleet(settings, client=client, coordinator=coordinator, ledger=ledger,
+                            safe=safe, clock=clock, sink=sinks, status=status,
+                            tracer=tracer)  # fmt: skip
+        engine = fleet.primary
+    else:
+        engine = Engine(
+            api=client,
+            ledger=ledger,
+            clock=clock,
+            settings=settings,
+            sink=sinks,
+            status=status,
+            coordinator=coordinator,
+            tracer=tracer,
+            account_label=settings.api_key or "",
+            safe=safe,
+            memory_file=MemoryFile.beside(settings.state_path),
+            inbox=inbox if settings.signal_port else None,
+        )
     health = None
     if settings.health_port:
         health = HealthServer(
@@ -214,7 +233,8 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         )
     return Guard(
         settings, engine, client, ledger, coordinator, telemetry, notifier, health, status, sinks,
-        signal=build_signal_server(settings, inbox, telemetry),
+        signal=build_signal_server(settings, inbox, telemetry) if fleet is None else None,
+        fleet=fleet,
     )  # fmt: skip
 
 
@@ -229,7 +249,7 @@ async def run_guard(settings: Settings, *, stop: asyncio.Event | None = None) ->
             loop.add_signal_handler(sig, stop.set)
     try:
         await guard.start()
-        loop_task = asyncio.create_task(guard.engine.run(stop), name="topup-guard-loop")
+        loop_task = asyncio.create_task(guard.loop(stop), name="topup-guard-loop")
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({loop_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()

@@ -60,7 +60,7 @@ def test_an_idle_subaccount_above_its_floor_asks_for_nothing() -> None:
     now = feed(guard, ["40"] * 8, step=IDLE_REFRESH_S)
     decide(guard, now)
     assert guard.need(now).amount == 0
-    assert guard.draw_within(600) == 0
+    assert guard.flow() == (0.0, 0.0)
 
 
 def test_an_unchanged_reading_adds_nothing_until_the_refresh_is_due() -> None:

@@ -40,7 +40,16 @@ def register(sub: Any) -> None:
     sim.set_defaults(handler=_simulate)
 
     bt = sub.add_parser("backtest", help="replay a spend trace: guard vs Vonage alone vs naive")
-    bt.add_argument("--trace", type=Path, required=True, help="CSV with header t,spend")
+    bt.add_argument("--trace", type=Path, help="CSV with header t,spend (one account)")
+    bt.add_argument(
+        "--fleet-trace",
+        type=Path,
+        help="CSV with header t,account,amount: replay a fleet (the scenario's fleet_trace key "
+        "does the same); the fleet guard against Vonage's auto-reload on the primary alone",
+    )
+    bt.add_argument(
+        "--fleet-file", type=Path, help="the fleet rules (TOML) for a fleet replay; default: none"
+    )
     bt.add_argument("--scenario", type=Path, required=True, help="scenario JSON")
     bt.add_argument(
         "--set",
@@ -125,6 +134,10 @@ def _backtest(args: argparse.Namespace) -> int:
             raise BacktestInputError([f"--set {item!r}: expected KEY=VALUE (e.g. poll_min=2)"])
         overrides[key.strip()] = value.strip()
     scenario = load_scenario(args.scenario)  # ConfigError (exit 2) names the key or problem
+    if args.fleet_trace is not None or scenario.fleet_trace is not None:
+        return _backtest_fleet(args, scenario, overrides)
+    if args.trace is None:
+        raise BacktestInputError(["--trace is required (or --fleet-trace for a fleet)"])
     if args.sweep is not None:
         return _sweep(args, scenario, read_trace(args.trace), overrides)
     if args.report is not None:
@@ -147,6 +160,19 @@ def _backtest(args: argparse.Namespace) -> int:
         write(args.report, runs, report, scenario, settings.min_balance,
               table=render_table(report), notes=lines)  # fmt: skip
         print(f"report written to {args.report}", file=sys.stderr)
+    return 0
+
+
+def _backtest_fleet(args: argparse.Namespace, scenario: Any, overrides: dict[str, str]) -> int:
+    from topup_guard.backtest import guard_settings
+    from topup_guard.backtest_fleet import backtest_fleet, render_fleet
+    from topup_guard.fleet.rules import FleetRules, load_fleet_file
+    from topup_guard.fleet.trace import read_fleet_trace
+
+    trace = read_fleet_trace(args.fleet_trace or scenario.fleet_trace)
+    rules = load_fleet_file(args.fleet_file) if args.fleet_file is not None else FleetRules()
+    report = backtest_fleet(scenario, trace, guard_settings(scenario, overrides), rules)
+    print(json.dumps(report.to_json()) if args.json else render_fleet(report))
     return 0
 
 

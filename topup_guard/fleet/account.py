@@ -27,6 +27,8 @@ from topup_guard.policy.readings import Judged, Kind, ReadingJudge
 TRANSFER_LATENCY = 1.0
 # An unchanged reading is recorded (and the decision redone) at most this often.
 IDLE_REFRESH_S = 60.0
+# A held reading is confirmed this soon (as the primary's engine does).
+CONFIRM_DELAY = 1.0
 # Records kept per window: enough for the rate, bounded for a thousand accounts.
 MAX_SAMPLES = 400
 
@@ -59,6 +61,7 @@ class SubaccountGuard:
             max_balance=rules.max_balance,
             topup_latency=TRANSFER_LATENCY,
             on_doubt="wait",  # a transfer in doubt is settled by listing within seconds
+            keep_floor_when_idle=True,
         )
         self.tracker = SpendTracker(*windows, max_samples=MAX_SAMPLES)
         self.judge = ReadingJudge()
@@ -144,6 +147,10 @@ class SubaccountGuard:
         """The transfer the last decision wants (one transfer of ``count`` amounts)."""
         d = self.decision
         empty = self.seconds_to_empty(now)
+        if self.judge.held is not None:
+            # As for the primary: money never moves on a single outlier. A transfer now would
+            # also spoil the next reading's verdict on it (its rise would look like a return).
+            return Need(self.key, Decimal(0), empty, "a reading is held: confirming it first")
         if d is None or d.action is not Action.TOP_UP or d.count <= 0:
             return Need(self.key, Decimal(0), empty, d.reason if d else "no forecast yet")
         return Need(self.key, self.rules.transfer_amount * d.count, empty, d.reason)
@@ -155,16 +162,19 @@ class SubaccountGuard:
             return Decimal(0)
         return self.rules.transfer_amount * d.wanted
 
-    def draw_within(self, seconds: float) -> Decimal:
-        """EUR this account may spend within ``seconds`` at its burst rate (the primary's
-        reserve is the sum of these and of the transfers wanted now)."""
+    def next_reading_in(self) -> float | None:
+        """Seconds until this account wants its next reading (soon while one is held)."""
+        if self.judge.held is not None:
+            return CONFIRM_DELAY
+        return self.decision.next_poll_in if self.decision is not None else None
+
+    def flow(self) -> tuple[float, float]:
+        """(sustained rate, burst rate) in EUR/s: what this account draws from the primary."""
         f = self.forecast
         if f is None:
-            return Decimal(0)
-        burst = max(f.rate, f.peak_rate)
-        if burst <= 0:
-            return Decimal(0)
-        return Decimal(repr(min(burst * seconds, 1e9))).quantize(Decimal("0.01"))
+            return 0.0, 0.0
+        rate = max(f.rate, 0.0)
+        return rate, max(rate, f.peak_rate)
 
     def seconds_to_empty(self, now: float) -> float:
         f = self.forecast

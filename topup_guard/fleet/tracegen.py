@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -133,10 +134,20 @@ def scenario(sample: FleetSample, trace_path: str | None = None) -> dict[str, An
     """A scenario for the sample: a primary that can fund the fleet, Vonage auto-reload on;
     with ``trace_path``, its ``fleet_trace`` key names the trace (the simulator replays it)."""
     extra = {"fleet_trace": trace_path} if trace_path is not None else {}
+    # A primary sized to its fleet: about five top-ups an hour cover the fleet's mean demand,
+    # and the guard's caps (the scenario's ``guard`` settings) allow three times that.
+    total = sum((a for events in sample.trace.values() for _, a in events), Decimal(0))
+    hours = max(1.0, max((t for ev in sample.trace.values() for t, _ in ev), default=0.0) / 3600)
+    amount = max(100, math.ceil(float(total) / hours / 5 / 100) * 100)
     return extra | {
-        "initial_balance": 100,
-        "topup_amount": 100,
-        "autoreload_threshold": 20,
+        "initial_balance": amount * 3 // 5,
+        "topup_amount": amount,
+        "autoreload_threshold": amount // 5,
+        "guard": {
+            "max_topups_per_hour": 15,
+            "max_topups_per_day": 360,
+            "max_daily_amount": str(amount * 360),
+        },
         "autoreload_check_min_s": 300,
         "autoreload_check_max_s": 600,
         "topup_latency_s": 2,

@@ -85,6 +85,16 @@ class RedisLedger:
         self._read = client.register_script(redis_scripts.READ)
         self._generation: str | None = None
 
+    @property
+    def client(self) -> Redis:
+        """The Redis client this ledger shares with the lease (fleet mode's transfer ledger
+        uses it too: one connection pool, one fencing epoch)."""
+        return self._client
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self._keys
+
     async def _run(self, script: AsyncScript, keys: list[str], args: list[str]) -> list[str]:
         """Run one script; Redis trouble becomes LedgerError (no raw redis exception escapes).
 

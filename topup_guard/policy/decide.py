@@ -39,7 +39,8 @@ flight or another leader will act, so those stay quiet.
 
 A fleet's bank. A primary account that funds subaccounts by transfer keeps, on top of its floor,
 ``reserve``: what the fleet is about to draw (``fleet/guard.py``). A primary that sends nothing
-itself but feeds a fleet is not an idle wallet.
+itself but feeds a fleet is not an idle wallet; nor is a subaccount (``keep_floor_when_idle``):
+moving money to it charges no card, and a campaign's first burst must find its floor there.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class PolicyParams:
     on_doubt: str = "topup"  # "topup": exhaustion beats doubt; "wait": never buy while in doubt
     min_headroom: Decimal | None = None  # EUR kept in hand beyond the floor; None: one top-up
     max_balance: Decimal | None = None  # the most the guard builds up (headroom top-ups only)
+    keep_floor_when_idle: bool = False  # a fleet's subaccount: a transfer costs no card charge,
+    # so the floor is kept even for a wallet nobody spends from now
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PolicyParams:
@@ -268,7 +271,8 @@ def decide(
         reason = f"healthy: {numbers}; next poll in {_secs(poll)}"
         return _decision(Action.NOTHING, reason, poll, exhaustion, projected)
 
-    if f.rate <= 0 and f.balance > 0 and not state.messages_refused and state.reserve <= 0:
+    idle_exempt = state.messages_refused or state.reserve > 0 or params.keep_floor_when_idle
+    if f.rate <= 0 and f.balance > 0 and not idle_exempt:
         reason = (
             f"balance {_eur(f.balance)} is below floor {_eur(params.min_balance)} but nothing"
             " was spent recently: not topping up an idle wallet"
