@@ -116,7 +116,7 @@ def fleet_simulator(workdir: Path, subaccounts: int) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{url}/_sim/state", timeout=30, proc=proc)
+        wait_for(f"{url}/_sim/faults", timeout=60, proc=proc)  # /_sim/state is slow at 1,000
         yield url
     finally:
         stop(proc)

@@ -6,9 +6,13 @@ a balance transfer is applied when Vonage answers, not minutes later like a card
 money a subaccount spends is its *spendable* amount: the balance plus the credit facility
 (``credit_limit`` is zero or negative; vonage-account-api.md §6.2).
 
-What it keeps is small on purpose: a fleet holds a thousand of these. A reading that repeats the
-last one (an idle account) refreshes nothing for up to ``IDLE_REFRESH_S``: it would only add a
-flat record to the windows, and the decision for an unchanged balance can only relax with time.
+What it keeps is small on purpose: a fleet holds a thousand of these, and a list call every
+few seconds would otherwise give each a record every few seconds. Every reading is judged (the
+judge keeps a few numbers), and the decision always sees the latest believed balance; but the
+spend windows record a reading only every ``RECORD_SPACING_S`` (a rate needs no finer grain),
+at once when it settles a transfer or is a lump, and a reading that repeats the last one (an
+idle account) refreshes nothing for up to ``IDLE_REFRESH_S``: the decision for an unchanged
+balance can only relax with time.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from topup_guard.policy.readings import Judged, Kind, ReadingJudge
 # Seconds a transfer takes to show in the balance: it is applied when the call returns.
 TRANSFER_LATENCY = 1.0
 # An unchanged reading is recorded (and the decision redone) at most this often.
-IDLE_REFRESH_S = 60.0
+IDLE_REFRESH_S = 300.0
+# A changed reading goes into the spend windows at most this often (the latest is always used).
+RECORD_SPACING_S = 10.0
 # A held reading is confirmed this soon (as the primary's engine does).
 CONFIRM_DELAY = 1.0
 # Records kept per window: enough for the rate, bounded for a thousand accounts.
-MAX_SAMPLES = 400
+MAX_SAMPLES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,7 @@ class SubaccountGuard:
         self.decision: Decision | None = None
         self.last_action = ""  # for /status: the latest transfer, in words
         self._recorded_at = -1e18
+        self._latest: BalanceSample | None = None  # believed, maybe newer than the windows
         self._credit_pending = False  # a transfer landed since the last reading: a rise is due
         self.misread = ""
 
@@ -105,14 +112,19 @@ class SubaccountGuard:
             self.misread = "" if judged.kind is Kind.HELD else judged.why
             return False
         self.misread = ""
-        try:
-            self.tracker.add(judged.sample, lump=judged.kind is Kind.LUMP)
-        except ValueError:
-            return False
-        if judged.sample.balance > (self.spendable or Decimal(0)):
-            self._credit_pending = False  # the transfer's rise was seen
-        self.spendable = judged.sample.balance
-        self._recorded_at = judged.sample.t
+        sample = judged.sample
+        rose = self.spendable is not None and sample.balance > self.spendable
+        due = sample.t - self._recorded_at >= RECORD_SPACING_S
+        if due or rose or self._credit_pending or judged.kind is Kind.LUMP:
+            try:
+                self.tracker.add(sample, lump=judged.kind is Kind.LUMP)
+            except ValueError:
+                return False
+            self._recorded_at = sample.t
+            if rose:
+                self._credit_pending = False  # the transfer's rise was seen
+        self.spendable = sample.balance
+        self._latest = sample
         return True
 
     def note_credit(self, amount: Decimal) -> None:
@@ -129,7 +141,7 @@ class SubaccountGuard:
         self, now: float, *, allowed: int, in_flight: bool, may_spend: bool, dry_run: bool
     ) -> Decision:
         """The policy's answer for this account now (transfers as the unit of money)."""
-        self.forecast = self.tracker.forecast(now)
+        self.forecast = self._forecast(now)
         state = GuardState(
             auto_reload=None,
             topup_amount=self.rules.transfer_amount,
@@ -142,6 +154,19 @@ class SubaccountGuard:
         )
         self.decision = decide(self.forecast, state, self.params, now)
         return self.decision
+
+    def _forecast(self, now: float) -> Forecast | None:
+        """The windows' forecast, carried to the latest believed balance."""
+        f = self.tracker.forecast(now)
+        latest = self._latest
+        if f is None or latest is None or latest.t <= f.t:
+            return f
+        return dataclasses.replace(
+            f,
+            t=latest.t,
+            balance=latest.balance,
+            time_to_exhaustion=time_to_level(latest.balance, Decimal(0), f.rate),
+        )
 
     def need(self, now: float) -> Need:
         """The transfer the last decision wants (one transfer of ``count`` amounts)."""

@@ -31,11 +31,11 @@ def build_transfer_ledger(settings: Settings, ledger: Ledger) -> TransferLedger:
     """The transfer ledger where the top-up ledger is: the same SQLite file (its own tables: one
     volume, one backup, and a lost file takes both histories and both sets of caps, never one),
     or the same Redis, under the same lease and fencing epoch."""
-    from topup_guard.ledger.redis import RedisLedger
-
-    if isinstance(ledger, RedisLedger):
+    if settings.redis_url is not None:  # the Redis client is imported only when configured
         from topup_guard.fleet.transfer_redis import RedisTransferLedger
+        from topup_guard.ledger.redis import RedisLedger
 
+        assert isinstance(ledger, RedisLedger)
         return RedisTransferLedger(ledger.client, ledger.keys)
     return SqliteTransferLedger(settings.state_path)
 
