@@ -9,6 +9,8 @@ money a subaccount spends is its *spendable* amount: the balance plus the credit
 What it keeps is small on purpose: a fleet holds a thousand of these. A reading that repeats the
 last one (an idle account) refreshes nothing for up to ``IDLE_REFRESH_S``: it would only add a
 flat record to the windows, and the decision for an unchanged balance can only relax with time.
+Only once there is a forecast: an idle account below its floor needs its second record to be
+funded at all, not a minute later.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class SubaccountGuard:
         spendable = sub.balance - min(self.credit_limit, Decimal(0))
         if (
             spendable == self.spendable
+            and self.forecast is not None  # a forecast needs two records: take the second
             and not self._credit_pending
             and now - self._recorded_at < IDLE_REFRESH_S
             and self.judge.held is None
