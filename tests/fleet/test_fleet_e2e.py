@@ -39,6 +39,8 @@ BURSTY = [f"burst{i:03d}" for i in range(10)]
 STEADY = [f"steady{i:02d}" for i in range(20)]
 IDLE = [f"idle{i:04d}" for i in range(20)]
 OWN = BURSTY + STEADY + IDLE
+IDLE_LOW = IDLE[:2]  # idle, but below their floor from the start: funded in the first cycles
+ON_CREDIT = STEADY[-2:]  # a credit facility: spendable = balance - credit_limit
 SHARED = ["shared01", "shared02"]
 SUSPENDED = "susp0001"
 EXCLUDED = "excl0001"
@@ -90,11 +92,16 @@ def _steady(key: str, i: int, rate: str = "0.1", balance: str = "11") -> dict[st
 
 
 def _fifty() -> list[dict[str, Any]]:
-    """The issue's fleet: 10 bursty, 20 steady (0.1 EUR/s), 20 idle; two that spend the primary's
-    balance (0.05 EUR/s each), one suspended, one excluded by the fleet file's name pattern."""
+    """The issue's fleet: 10 bursty, 20 steady (0.1 EUR/s; two of them on a credit facility),
+    20 idle (two below their floor); two that spend the primary's balance (0.05 EUR/s each), one
+    suspended, one excluded by the fleet file's name pattern."""
     subs = [_bursty(key, i) for i, key in enumerate(BURSTY)]
     subs += [_steady(key, i) for i, key in enumerate(STEADY)]
-    subs += [{"api_key": key, "name": f"Idle {i}", "balance": "20"} for i, key in enumerate(IDLE)]
+    for sub in subs:
+        if sub["api_key"] in ON_CREDIT:
+            sub.update(balance="1", credit_limit="-10")
+    subs += [{"api_key": key, "name": f"Idle {i}", "balance": "3" if key in IDLE_LOW else "20"}
+             for i, key in enumerate(IDLE)]  # fmt: skip
     subs += [{"api_key": key, "name": f"Shared {key}", "spend_rate": "0.05"} for key in SHARED]
     subs.append({"api_key": SUSPENDED, "name": "Suspended", "balance": "3", "suspended": True})
     subs.append({"api_key": EXCLUDED, "name": "test-sandbox", "balance": "1"})
@@ -218,6 +225,7 @@ async def test_a_primary_funds_fifty_subaccounts_through_faults_without_a_refusa
     try:
         await guard.event("guard_started", timeout=20)
         started = time.monotonic()
+        sim_started = float((await sim_state(sim))["t"])
         faults = asyncio.create_task(_faults_over_time(sim, started))
         await asyncio.sleep(GRACE_S)
         refused_at_grace = _refused(await sim_state(sim), OWN)
@@ -251,8 +259,12 @@ async def test_a_primary_funds_fifty_subaccounts_through_faults_without_a_refusa
     assert states["failed"] >= 1, states
     assert all(tr.from_key == DEMO_API_KEY for tr in applied)
     funded = {tr.to_key for tr in applied}
-    assert funded.isdisjoint({SUSPENDED, EXCLUDED, *SHARED, *IDLE}), funded
-    assert set(BURSTY) | set(STEADY) <= funded
+    assert funded.isdisjoint({SUSPENDED, EXCLUDED, *SHARED, *IDLE[2:]}), funded
+    assert set(BURSTY) | set(STEADY) | set(IDLE_LOW) <= funded
+    for key in IDLE_LOW:  # idle is no reason to wait: its floor is kept from the start
+        first = min(tr.t for tr in applied if tr.to_key == key)
+        assert first - sim_started <= GRACE_S, (key, first - sim_started)
+        assert Decimal(str(state["subaccounts"][key]["balance"])) >= SUB_FLOOR
 
     # The primary charged no more often than its outflow needed, plus one.
     moved = sum((tr.amount for tr in applied), Decimal(0))
