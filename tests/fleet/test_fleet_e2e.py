@@ -397,3 +397,53 @@ async def test_two_replicas_one_moves_money_and_the_survivor_settles_the_killed_
         f"hung #{hung.transfer_id} settled {settled.state.value} by the survivor; funding again "
         f"{took:.1f} s after the kill"
     )
+
+
+async def test_a_guard_killed_mid_transfer_settles_it_from_its_sqlite_ledger_when_restarted(
+    start_sim: Callable[[Scenario], Awaitable[RunningSimulator]], tmp_path: Path
+) -> None:
+    """SIGKILL while a transfer's POST hangs (applied at Vonage, no answer yet): the restarted
+    guard finds the entry open in its SQLite ledger, settles it by listing and never resends."""
+    subs = [_steady(key, i, rate="0.3", balance="10") for i, key in enumerate(REPLICA_STEADY)]
+    sim = await start_sim(_scenario(Decimal("2000"), subs))
+    env = _fleet_env(sim, tmp_path, "ledger")
+    path = tmp_path / "ledger.db"
+
+    async def read() -> list[TransferEntry]:
+        timelines, _ = read_transfer_timelines(path)
+        return [t.entry for t in timelines]
+
+    first = await GuardProcess.start(env)
+    second: GuardProcess | None = None
+    try:
+        await first.event("guard_started", timeout=20)
+        await _until_books_agree(sim, read)
+        await inject_fault(sim, endpoint="balance-transfers-post", kind="timeout_after", delay=5)
+        deadline = time.monotonic() + 20
+        while not (open_ := [e for e in await read() if e.state.unresolved]):
+            assert time.monotonic() < deadline, "no transfer hung"
+            await asyncio.sleep(0.02)
+        hung = open_[0]
+        await asyncio.sleep(0.3)  # applied by now; the answer never comes
+        first.kill()
+        await first.proc.wait()
+        applied_at_kill = len(sim.account.transfers)
+
+        second = await GuardProcess.start(env)
+        await second.event("guard_started", timeout=20)
+        deadline = time.monotonic() + 20
+        while len(sim.account.transfers) < applied_at_kill + 2:
+            assert time.monotonic() < deadline, "the restarted guard did not go on funding"
+            await asyncio.sleep(0.2)
+        for key in REPLICA_STEADY:
+            await sim_post(sim, f"/_sim/subaccounts/{key}", {"spend_rate": "0"})
+        entries = await _until_books_agree(sim, read)
+    finally:
+        first.kill()
+        code = (await second.terminate(timeout=15))[0] if second is not None else None
+    assert second is not None
+    assert code == 0, second.output
+    settled = next(e for e in entries if e.transfer_id == hung.transfer_id)
+    assert settled.state is TransferState.SUCCEEDED, settled
+    assert Counter(tr.reference for tr in sim.account.transfers)[hung.reference] == 1
+    assert second.events("transfer_settled"), "the restarted guard settled it by listing"
