@@ -305,11 +305,12 @@ REPLICA_STEADY = [f"rsteady{i}" for i in range(6)]
 REPLICA_BURSTY = [f"rburst{i:02d}" for i in range(2)]
 
 
-def _holder_of(lease: str | None, guards: list[GuardProcess]) -> GuardProcess | None:
+def _holder_of(lease: bytes | str | None, guards: list[GuardProcess]) -> GuardProcess | None:
     """The replica whose ``<host>:<pid>`` is the lease's holder."""
     if lease is None:
         return None
-    holder = lease.split("|")[1]
+    text = lease.decode() if isinstance(lease, bytes) else lease
+    holder = text.split("|")[1]
     return next((g for g in guards if holder.endswith(f":{g.proc.pid}")), None)
 
 
