@@ -66,10 +66,23 @@ def test_an_idle_subaccount_above_its_floor_asks_for_nothing() -> None:
 def test_an_unchanged_reading_adds_nothing_until_the_refresh_is_due() -> None:
     guard = SubaccountGuard(sub("40"), RULES, BASE)
     assert guard.observe(sub("40"), 0.0)
+    assert guard.observe(sub("40"), 0.5)  # the second record: a forecast needs two
+    decide(guard, 0.5)
     assert not guard.observe(sub("40"), 1.0)  # idle: the last record stands
     assert not guard.observe(sub("40"), IDLE_REFRESH_S - 1)
     assert guard.observe(sub("40"), IDLE_REFRESH_S + 1)
     assert guard.observe(sub("39"), IDLE_REFRESH_S + 2)  # a change is always taken
+
+
+def test_an_idle_subaccount_below_its_floor_is_funded_on_its_second_reading() -> None:
+    guard = SubaccountGuard(sub("3"), RULES, BASE)
+    assert guard.observe(sub("3"), 0.0)
+    decide(guard, 0.0)
+    assert guard.need(0.0).amount == 0  # one record: no forecast yet
+    assert guard.observe(sub("3"), 1.0)  # unchanged, but the forecast needs it
+    decide(guard, 1.0)
+    assert guard.need(1.0).amount >= RULES.transfer_amount
+    assert not guard.observe(sub("3"), 2.0)  # from now on idle readings are skipped
 
 
 def test_the_credit_facility_counts_as_spendable() -> None:

@@ -12,7 +12,8 @@ judge keeps a few numbers), and the decision always sees the latest believed bal
 spend windows record a reading only every ``RECORD_SPACING_S`` (a rate needs no finer grain),
 at once when it settles a transfer or is a lump, and a reading that repeats the last one (an
 idle account) refreshes nothing for up to ``IDLE_REFRESH_S``: the decision for an unchanged
-balance can only relax with time.
+balance can only relax with time. Neither applies before the windows hold two records: an idle
+account below its floor needs its second record to be funded at all, not minutes later.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class SubaccountGuard:
         self.last_action = ""  # for /status: the latest transfer, in words
         self._recorded_at = -1e18
         self._latest: BalanceSample | None = None  # believed, maybe newer than the windows
+        self._records = 0
         self._credit_pending = False  # a transfer landed since the last reading: a rise is due
         self.misread = ""
 
@@ -93,6 +95,7 @@ class SubaccountGuard:
         spendable = sub.balance - min(self.credit_limit, Decimal(0))
         if (
             spendable == self.spendable
+            and self.forecast is not None  # a forecast needs two records: take the second
             and not self._credit_pending
             and now - self._recorded_at < IDLE_REFRESH_S
             and self.judge.held is None
@@ -114,13 +117,14 @@ class SubaccountGuard:
         self.misread = ""
         sample = judged.sample
         rose = self.spendable is not None and sample.balance > self.spendable
-        due = sample.t - self._recorded_at >= RECORD_SPACING_S
+        due = sample.t - self._recorded_at >= RECORD_SPACING_S or self._records < 2
         if due or rose or self._credit_pending or judged.kind is Kind.LUMP:
             try:
                 self.tracker.add(sample, lump=judged.kind is Kind.LUMP)
             except ValueError:
                 return False
             self._recorded_at = sample.t
+            self._records += 1
             if rose:
                 self._credit_pending = False  # the transfer's rise was seen
         self.spendable = sample.balance

@@ -184,7 +184,8 @@ class FleetGuard:
                 (n for n in (s.need(now) for s in active) if n.amount > 0),
                 key=lambda n: n.seconds_to_empty,
             )
-            wanted = sum((s.wanted() for s in active), Decimal(0))
+            # A suspended account is never funded (``_fund``): its wants are no reserve either.
+            wanted = sum((s.wanted() for s in active if not s.suspended), Decimal(0))
             self.primary.reserve = wanted + self._draw(active)
             primary_next = await self.primary.step(
                 Balance(value=overview.primary.balance or Decimal(0), auto_reload=None),
@@ -300,8 +301,9 @@ class FleetGuard:
             if self._stop is not None and self._stop.is_set():
                 break
             sub = self.accounts[need.key]
-            if sub.suspended:
-                continue  # a suspended account cannot send; money would only sit there
+            if sub.suspended:  # a suspended account cannot send; money would only sit there
+                sub.last_action = "not funded: suspended at Vonage"
+                continue
             amount = sub.rules.transfer_amount
             caps = caps_view.allowance(sub.key, amount, sub.rules)
             if caps.transfers <= 0:
