@@ -23,7 +23,7 @@ from tests.otlp_receiver import Receiver
 from tests.run.guardproc import GuardProcess, free_port, get, guard_env, until
 from tests.run.slack_receiver import SlackReceiver
 from tests.run.test_observability_e2e import attrs, otel_env
-from tests.simctl import sim_post
+from tests.simctl import inject_fault, sim_post
 from tests.telemetry.test_metric_series import label_values, samples
 from topup_guard.cli import main
 from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
@@ -134,3 +134,30 @@ async def test_a_fleet_run_names_the_account_in_metrics_spans_logs_slack_and_the
     vonage = [t for t in sim.account.transfers if t.to_key == LOW]
     assert len(applied) == len(vonage) >= 1, (ledger, vonage)
     assert {t["reference"] for t in applied} == {t.reference for t in vonage}
+
+
+async def test_a_primary_that_cannot_cover_the_fleet_says_on_slack_who_runs_dry_when(
+    sim: RunningSimulator, slack: SlackReceiver, tmp_path: Path
+) -> None:
+    for key, balance, rate in ((LOW, "6", "0.2"), (STEADY, "7", "0.05")):
+        sim.account.add_subaccount(key, name=f"Customer {key[-1]}", balance=Decimal(balance))
+        await sim_post(sim, f"/_sim/subaccounts/{key}", {"spend_rate": rate})
+    # EUR 4 above the primary's floor (10) buys no transfer of 10, and its top-ups fail.
+    await sim_post(sim, "/_sim/control", {"balance": "14"})
+    await inject_fault(sim, endpoint="top-up", kind="error_500_before", count=100)
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(FLEET_FILE)
+    env = guard_env(sim, tmp_path / "ledger.db", TOPUP_GUARD_FLEET_FILE=str(fleet),
+                    TOPUP_GUARD_SLACK_WEBHOOK_URL=slack.webhook_url,
+                    TOPUP_GUARD_NOTIFY_GROUP_WAIT="0")  # fmt: skip
+    guard = await GuardProcess.start(env)
+    try:
+        await until(lambda: slack.find("The primary account cannot cover the fleet"), timeout=20)
+    finally:
+        code, _ = await guard.terminate()
+    assert code == 0, guard.output
+    (post, *_) = slack.find("The primary account cannot cover the fleet")
+    ranked = post.said.split("run dry first: ", 1)[1]
+    assert ranked.index(f"Customer 1 ({LOW})") < ranked.index(f"Customer 2 ({STEADY})")
+    assert " in " in ranked
+    assert sim.account.transfers == [], "nothing was moved that the primary could not give"
