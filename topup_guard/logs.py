@@ -31,12 +31,14 @@ from topup_guard import redact
 from topup_guard.events import (
     ConditionsChanged,
     Event,
+    FleetCycle,
     Outcome,
     PollCompleted,
     PollFailed,
     Started,
     Stopped,
     TopUpFinished,
+    TransferFinished,
 )
 
 register_secret = redact.register_secret
@@ -166,6 +168,17 @@ _TOPUP_LEVELS = {
 }
 
 
+# A transfer's state as a log level: in doubt is worth a look, unconfirmed needs a person.
+_TRANSFER_LEVELS = {
+    "succeeded": logging.INFO,
+    "dry_run": logging.INFO,
+    "pending": logging.WARNING,
+    "unknown": logging.WARNING,
+    "failed": logging.WARNING,
+    "unconfirmed": logging.ERROR,
+}
+
+
 class LogSink:
     """An ``EventSink`` that writes each engine event as one log line with a stable name."""
 
@@ -189,6 +202,23 @@ class LogSink:
             )
         elif isinstance(event, ConditionsChanged):
             self._conditions_changed(event)
+        elif isinstance(event, TransferFinished):
+            self._log.log(
+                _TRANSFER_LEVELS.get(event.state, logging.WARNING),
+                f"transfer_{event.state}",
+                extra=_transfer_fields(event),
+            )
+        elif isinstance(event, FleetCycle):
+            if self._log.isEnabledFor(logging.DEBUG):  # every cycle, like every poll
+                self._log.debug(
+                    "fleet_cycle",
+                    extra={
+                        "accounts": len(event.balances),
+                        "transfers": event.transfers,
+                        "list_calls": event.list_calls,
+                        "duration_s": round(event.duration_s, 4),
+                    },
+                )
         elif isinstance(event, Started):
             extra = {
                 "dry_run": event.dry_run,
@@ -234,6 +264,20 @@ def _poll_fields(event: PollCompleted) -> dict[str, object]:
             confidence=forecast.confidence,
         )
     return fields
+
+
+def _transfer_fields(event: TransferFinished) -> dict[str, object]:
+    """A transfer names its subaccount: ``account`` (the key) and, when known, its name."""
+    return {
+        "account": event.account,
+        "account_name": event.name,
+        "transfer_id": event.transfer_id,
+        "state": event.state,
+        "amount": event.amount,
+        "reference": event.reference,
+        "detail": event.detail,
+        "settled_late": event.settled_late,
+    }
 
 
 def _topup_fields(event: TopUpFinished) -> dict[str, object]:

@@ -34,7 +34,12 @@ values: a series that appears only with the first failure is invisible to ``incr
 | topup_guard.fleet_list_calls       | counter   | {call}  | (one per fleet cycle)            |
 
 ``account`` is an API key of the fleet (not a secret): the primary and the subaccounts the fleet
-file includes, bounded by the account's own subaccounts (Vonage's limit), never free text.
+file includes, bounded by the account's own subaccounts (Vonage's limit), never free text. Only
+keys a ``FleetCycle`` reported become label values: a transfer to a key not (yet) reported — one
+settled at start-up before the first cycle — is counted once a cycle reports its key (a few held,
+``_PENDING_MAX``). ``account_balance`` reports exactly the latest cycle's accounts, so a
+subaccount deleted at Vonage (or newly excluded) stops being reported; its counters keep their
+totals until the process restarts, as counters do.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ SLACK_RESULTS = ("sent", "dropped", "failed")
 GUARD_CALLS = (("get-balance", "GET"), ("top-up", "POST"))
 # A transfer's ledger states (``fleet/transfer_base.TransferState``), as label values.
 TRANSFER_STATES = ("pending", "unknown", "succeeded", "failed", "unconfirmed", "dry_run")
+# Transfers held until a cycle reports their account (a settle before the first cycle).
+_PENDING_MAX = 1000
 
 # What went wrong, as a label value. Most specific class first: RateLimitedError is an ApiError.
 _KIND_OF: tuple[tuple[type[BaseException], str], ...] = (
@@ -212,6 +219,8 @@ class Instruments:
             description="1 while an alert condition is active, else 0.",
         )
         self._accounts: dict[str, float] = {}
+        self._known: set[str] = set()  # every key a FleetCycle reported: the label values
+        self._pending: list[TransferFinished] = []
         self.account_balance = meter.create_observable_gauge(
             "topup_guard.account_balance",
             callbacks=[self._observe_accounts],
@@ -263,15 +272,28 @@ class Instruments:
         return [Observation(eur, {"account": key}) for key, eur in self._accounts.items()]
 
     def _fleet_cycle(self, event: FleetCycle) -> None:
-        for key in event.balances.keys() - self._accounts.keys():
+        for key in event.balances.keys() - self._known:
             # A new account: its counters start at 0, so its first transfer is an increase.
             for state in TRANSFER_STATES:
                 self.transfers.add(0, {"account": key, "state": state})
             self.transferred.add(0, {"account": key})
+            self._known.add(key)
         self._accounts = {key: float(eur) for key, eur in event.balances.items()}
         if event.list_calls > self._list_calls:
             self.fleet_list_calls.add(event.list_calls - self._list_calls)
             self._list_calls = event.list_calls
+        held, self._pending = self._pending, []
+        for transfer in held:
+            self._transfer(transfer)
+
+    def _transfer(self, event: TransferFinished) -> None:
+        if event.account not in self._known:
+            if len(self._pending) < _PENDING_MAX:
+                self._pending.append(event)
+            return
+        self.transfers.add(1, {"account": event.account, "state": event.state})
+        if event.state == "succeeded":
+            self.transferred.add(float(event.amount), {"account": event.account})
 
     def _observe_tte(self, options: CallbackOptions) -> Iterable[Observation]:
         tte = self._tte
@@ -322,9 +344,7 @@ class Instruments:
         elif isinstance(event, FleetCycle):
             self._fleet_cycle(event)
         elif isinstance(event, TransferFinished):
-            self.transfers.add(1, {"account": event.account, "state": event.state})
-            if event.state == "succeeded":
-                self.transferred.add(float(event.amount), {"account": event.account})
+            self._transfer(event)
         elif isinstance(event, ConditionsChanged):
             self._announced = True
             self._set_conditions({c.value for c in event.active})

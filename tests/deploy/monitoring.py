@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -76,20 +77,40 @@ _NEEDS_ACTIVITY = (
 )
 
 
-async def worker_metric_names(sim: RunningSimulator, state_dir: Path) -> set[str]:
-    """Run the real worker against the simulator until it has spent, polled and topped up; return
-    the metric names its ``/metrics`` serves."""
+# Fleet mode's, once a cycle has listed the subaccounts and one was funded by transfer.
+_FLEET_ACTIVITY = (
+    "topup_guard_account_balance_eur",
+    "topup_guard_transfers_total",
+    "topup_guard_transferred_eur_total",
+    "topup_guard_fleet_list_calls_total",
+)
+
+
+async def worker_metric_names(
+    sim: RunningSimulator, state_dir: Path, *, fleet: bool = False
+) -> set[str]:
+    """Run the real worker against the simulator until it has spent, polled and topped up (in
+    fleet mode also listed its subaccounts and funded one); return the metric names its
+    ``/metrics`` serves."""
     await sim_post(sim, "/_sim/control", {"balance": "5", "spend_rate": "0.01"})
     port = free_port()
     # OTel on (the guard_env default turns it off) with no exporter: /metrics only.
-    env = guard_env(sim, state_dir / "ledger.db", health_port=port, OTEL_SDK_DISABLED="false")
+    extra = {"OTEL_SDK_DISABLED": "false"}
+    needs = set(_NEEDS_ACTIVITY)
+    if fleet:
+        sim.account.add_subaccount("sub00001", name="Customer 1", balance=Decimal(6))
+        await sim_post(sim, "/_sim/subaccounts/sub00001", {"spend_rate": "0.2"})
+        (state_dir / "fleet.toml").write_text("[defaults]\nfloor = 5\ntransfer_amount = 10\n")
+        extra["TOPUP_GUARD_FLEET_FILE"] = str(state_dir / "fleet.toml")
+        needs |= set(_FLEET_ACTIVITY)
+    env = guard_env(sim, state_dir / "ledger.db", health_port=port, **extra)
     guard = await GuardProcess.start(env)
     text = ""
 
     async def scraped_everything() -> bool:
         nonlocal text
         code, text = await get(f"http://127.0.0.1:{port}/metrics")
-        return code == 200 and set(_NEEDS_ACTIVITY) <= exposition_names(text)
+        return code == 200 and needs <= exposition_names(text)
 
     try:
         await guard.event("guard_started")

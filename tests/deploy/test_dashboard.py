@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import DEMO_CREDENTIALS, QUIET_SCENARIO
 from tests.deploy.monitoring import metric_names, worker_metric_names
 from tests.deploy.test_alerts import alerts, promtool, render, rule_spec
-from topup_guard.sim import RunningSimulator
+from topup_guard.sim import RunningSimulator, start_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 Doc = dict[str, Any]
@@ -124,6 +125,18 @@ def readme_metric_names() -> set[str]:
     return set(re.findall(r"^\| `(topup_guard_[a-z_]+)", section, re.MULTILINE))
 
 
+def test_the_dashboard_shows_each_accounts_balance_and_the_ten_lowest(dashboard: Doc) -> None:
+    by_title = {p["title"]: p for p in dashboard["panels"]}
+    per_account = by_title["Fleet: balance per account"]["targets"][0]
+    assert per_account["expr"].startswith("max by (account) (topup_guard_account_balance_eur{")
+    assert per_account["legendFormat"] == "{{account}}"
+    lowest = by_title["Fleet: the 10 lowest balances"]["targets"][0]
+    assert lowest["expr"].startswith("bottomk(10, max by (account) (topup_guard_account_balance")
+    assert lowest["instant"] is True
+    transfers = by_title["Fleet: transfers by state"]["targets"][0]
+    assert "sum by (state)" in transfers["expr"]
+
+
 async def test_every_dashboard_alert_and_readme_metric_is_one_the_worker_exports(
     sim: RunningSimulator, tmp_path: Path
 ) -> None:
@@ -135,6 +148,16 @@ async def test_every_dashboard_alert_and_readme_metric_is_one_the_worker_exports
     assert len(documented) > 10
 
     exported = await worker_metric_names(sim, tmp_path)
+    # Fleet mode's series (the fleet panels): a fleet worker, funding a subaccount.
+    fleet_dir = tmp_path / "fleet"
+    fleet_dir.mkdir()
+    fleet_sim = await start_simulator(
+        "127.0.0.1", 0, scenario=QUIET_SCENARIO, credentials=DEMO_CREDENTIALS
+    )
+    try:
+        exported |= await worker_metric_names(fleet_sim, fleet_dir, fleet=True)
+    finally:
+        await fleet_sim.stop()
 
     assert wanted - exported == set()
     # A histogram is documented by its base name; it is exported as _bucket, _sum and _count.

@@ -1,9 +1,11 @@
 """``topup-guard explain``: the guard's last decision and the inputs it was made from.
 
 First from a running guard's ``/status`` (balance, forecast, caps used, breaker, conditions, the
-decision and its reason); when no guard answers, from the ledger's latest attempt (its reason,
-evidence and timeline), so it still says something useful about a guard that has stopped. Reads
-only; no Vonage call, and no secret is needed for the ``/status`` path.
+decision and its reason; in fleet mode every subaccount, soonest-empty first, the skipped ones
+and who runs dry when the primary cannot cover the fleet); when no guard answers, from the
+ledger's latest attempt (its reason, evidence and timeline), so it still says something useful
+about a guard that has stopped. Reads only; no Vonage call, and no secret is needed for the
+``/status`` path.
 """
 
 from __future__ import annotations
@@ -123,6 +125,63 @@ def status_text(s: dict[str, Any]) -> str:
             f"Last top-up: #{last['attempt_id']} {last['outcome']}: {last.get('detail') or ''}"
             f" (evidence {last.get('evidence') or 'none'})"
         )
+    fleet = s.get("fleet")
+    if isinstance(fleet, dict):
+        out.append(fleet_text(fleet))
+    return "\n".join(out)
+
+
+def _soonest(row: dict[str, Any]) -> tuple[bool, float, str]:
+    tte = row.get("seconds_to_empty")
+    return tte is None, float(tte) if tte is not None else 0.0, str(row.get("account"))
+
+
+def _who(row: dict[str, Any]) -> str:
+    name = row.get("name")
+    return f"{name} ({row.get('account')})" if name else str(row.get("account"))
+
+
+def _dur(seconds: object) -> str:
+    """Seconds to empty as a person reads it: ``200 s``, ``67 min``, ``5.2 h``."""
+    if not isinstance(seconds, int | float):
+        return "unknown"
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def fleet_text(fleet: dict[str, Any]) -> str:
+    """The ``fleet`` part of ``/status``: accounts soonest-empty first, skipped, shortfall."""
+    rows = sorted(fleet.get("accounts") or [], key=_soonest)
+    skipped = fleet.get("skipped") or []
+    out = [
+        f"Fleet: {len(rows)} subaccount(s) guarded, {len(skipped)} skipped; "
+        f"{fleet.get('list_calls')} list calls; the primary keeps EUR "
+        f"{fleet.get('primary_reserve_eur')} for the fleet",
+    ]
+    for row in rows:
+        tte = row.get("seconds_to_empty")
+        dry = "no spend seen" if tte is None else f"dry in {_dur(tte)}"
+        flags = " SUSPENDED" if row.get("suspended") else ""
+        out.append(
+            f"  {_who(row)}{flags}: EUR {row.get('spendable_eur')} (floor "
+            f"{row.get('floor_eur')}), {_num(row.get('rate_eur_per_s'))} EUR/s, {dry}"
+        )
+        out.append(f"      decision: {row.get('decision') or 'none yet'}")
+        if row.get("last_action"):
+            out.append(f"      last:     {row['last_action']}")
+    for row in skipped:
+        out.append(f"  skipped {row.get('account')}: {row.get('why')}")
+    shortfall = fleet.get("shortfall") or []
+    if shortfall:
+        out.append("Shortfall: the primary cannot cover the fleet; who runs dry first:")
+        for row in shortfall:
+            tte = row.get("seconds_to_empty")
+            when = "no spend seen" if tte is None else f"in {_dur(tte)}"
+            out.append(f"  {row.get('account')} {when}")
+    rules = fleet.get("rules") or {}
+    if rules:
+        out.append(f"Fleet rules: {rules.get('file')} (fingerprint {rules.get('fingerprint')})")
     return "\n".join(out)
 
 

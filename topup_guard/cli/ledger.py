@@ -1,4 +1,5 @@
-"""``topup-guard ledger``: every top-up attempt with its timeline, evidence and reason.
+"""``topup-guard ledger``: every top-up attempt with its timeline, evidence and reason, and in
+fleet mode every balance transfer to a subaccount beside them (``--account`` picks one account).
 
 The audit trail without a ``sqlite3`` binary or a Redis client: read from the store the
 configuration selects (``audit.read_audit``), never written to, so it works as the image's
@@ -12,10 +13,12 @@ import argparse
 import time
 from typing import Any
 
-from topup_guard.audit import iso, parse_since, read_audit
+from topup_guard.audit import iso, parse_since, primary_key, read_audit, read_transfers
 from topup_guard.cli._common import add_json, emit, eur, money_json, say, sync
+from topup_guard.cli.ledger_transfers import transfer_json, transfer_text
 from topup_guard.config import load_settings
 from topup_guard.errors import ConfigError
+from topup_guard.fleet.transfer_view import TransferTimeline
 from topup_guard.ledger.base import AttemptState
 from topup_guard.ledger.timeline import AuditTrail, LedgerEvent, Timeline
 
@@ -25,7 +28,8 @@ STATES = tuple(s.value for s in AttemptState)
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "ledger",
-        help="every top-up attempt with its timeline, evidence and reason (read-only)",
+        help="every top-up attempt (and, in fleet mode, balance transfer) with its timeline, "
+        "evidence and reason (read-only)",
         description="Reads the ledger the configuration selects (TOPUP_GUARD_REDIS_URL, else "
         "the SQLite file at TOPUP_GUARD_STATE_PATH) without writing to it.",
     )
@@ -40,8 +44,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="STATE",
-        help="only attempts now in this state (repeatable or comma-separated): "
+        help="only attempts (and transfers) now in this state (repeatable or comma-separated): "
         + ", ".join(STATES),
+    )
+    p.add_argument(
+        "--account",
+        metavar="KEY",
+        help="fleet mode: only this account: a subaccount's key shows its transfers, the "
+        "primary's key its top-ups",
     )
     add_json(p)
     p.set_defaults(handler=sync(ledger))
@@ -59,14 +69,26 @@ async def ledger(args: argparse.Namespace) -> int:
     states = wanted_states(args.state)
     settings = load_settings()
     since = parse_since(args.since, time.time()) if args.since else None
+    primary = primary_key(settings)
+    account = args.account or None
     trail = await read_audit(settings, since_wall=since)
     shown = [t for t in trail.timelines if states is None or t.attempt.state in states]
+    if account is not None and account != primary:
+        shown = []  # a subaccount has no top-ups: the primary pays, by transfer
+    transfers: list[TransferTimeline] = []
+    if account is None or account != primary:
+        found = await read_transfers(settings, since_wall=since, account=account)
+        transfers = [t for t in found if states is None or t.entry.state.value in states]
     if trail.note and not args.json:
         say(f"note: {trail.note}")
-    text = "\n\n".join(timeline_text(t) for t in shown) or "no attempts" + (
-        " match" if states or since is not None else " in the ledger yet"
-    )
-    emit(args, trail_json(trail, shown), f"{text}\n\n({_where(trail)}, {len(shown)} shown)")
+    filtered = bool(states) or since is not None or account is not None
+    parts = [timeline_text(t) for t in shown] + [transfer_text(t) for t in transfers]
+    what = "transfers" if account is not None and account != primary else "attempts"
+    text = "\n\n".join(parts) or f"no {what}" + (" match" if filtered else " in the ledger yet")
+    counts = f"{len(shown)} shown" + (f", {len(transfers)} transfers" if transfers else "")
+    data = {**trail_json(trail, shown), "primary": primary,
+            "transfers": [transfer_json(t) for t in transfers]}  # fmt: skip
+    emit(args, data, f"{text}\n\n({_where(trail)}, {counts})")
     return 0
 
 
