@@ -140,6 +140,7 @@ class Engine:
         # EUR a fleet is about to draw from this balance by transfer (set by ``fleet/guard.py``
         # before each step; zero for a single account).
         self.reserve = Decimal(0)
+        self._expected_debit = Decimal(0)  # transfers in doubt that the next reading may show
 
     # --- the loop ----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, until: float | None = None) -> None:
@@ -333,10 +334,31 @@ class Engine:
             sleep=sleep,
         )
 
+    def expect_debit(self, amount: Decimal) -> None:
+        """This guard may have moved ``amount`` out (a transfer in doubt): a drop of at least
+        that much in the next reading is taken as that debit (plus spend), not as an outlier.
+        Never less: were it taken from a drop that was only spend, the believed balance would
+        sit below the real one and the next reading would rise — a phantom credit. Withdrawn by
+        ``forget_debit`` when the doubt ends before a reading shows it."""
+        if amount.is_finite() and amount > 0:
+            self._expected_debit += amount
+
+    def forget_debit(self, amount: Decimal) -> None:
+        self._expected_debit = max(Decimal(0), self._expected_debit - amount)
+
+    def _take_expected_debit(self, sample: BalanceSample) -> None:
+        b, expected = self._believed, self._expected_debit
+        if b is None or expected <= 0 or b.t >= sample.t:
+            return
+        if b.balance - sample.balance >= expected:
+            self._expected_debit = Decimal(0)
+            self.note_debit(expected, b.t)
+
     async def _observe(self, balance: Balance) -> Forecast | None:
         """Judge the reading, settle what believed steps prove, feed the forecast."""
         now = self._clock.now()
         sample = BalanceSample(now, balance.value)
+        self._take_expected_debit(sample)
         before = self.tracker.forecast(now)
         # The worst rate in view bounds the spend a credit step may have hidden: a burst the
         # windows have not caught up with must not make a real credit look too small.

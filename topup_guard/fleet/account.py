@@ -32,8 +32,11 @@ from topup_guard.policy.readings import Judged, Kind, ReadingJudge
 TRANSFER_LATENCY = 1.0
 # An unchanged reading is recorded (and the decision redone) at most this often.
 IDLE_REFRESH_S = 300.0
-# A changed reading goes into the spend windows at most this often (the latest is always used).
-RECORD_SPACING_S = 10.0
+# A changed reading goes into the spend windows at most this often (the latest is always used),
+# unless it drops faster than the windows' rate explains: a burst starting is recorded at once.
+RECORD_SPACING_S = 60.0
+SURPRISE_FACTOR = 2.0
+SURPRISE_MIN_EUR = Decimal("0.5")
 # A held reading is confirmed this soon (as the primary's engine does).
 CONFIRM_DELAY = 1.0
 # Records kept per window: enough for the rate, bounded for a thousand accounts.
@@ -118,7 +121,13 @@ class SubaccountGuard:
         sample = judged.sample
         rose = self.spendable is not None and sample.balance > self.spendable
         due = sample.t - self._recorded_at >= RECORD_SPACING_S or self._records < 2
-        if due or rose or self._credit_pending or judged.kind is Kind.LUMP:
+        if (
+            due
+            or rose
+            or self._credit_pending
+            or judged.kind is Kind.LUMP
+            or self._surprise(sample)
+        ):
             try:
                 self.tracker.add(sample, lump=judged.kind is Kind.LUMP)
             except ValueError:
@@ -130,6 +139,15 @@ class SubaccountGuard:
         self.spendable = sample.balance
         self._latest = sample
         return True
+
+    def _surprise(self, sample: BalanceSample) -> bool:
+        """The drop since the last record is more than the windows' rate explains."""
+        last_t, last_b = self.tracker.last_time(), self.tracker.last_balance()
+        if last_t is None or last_b is None:
+            return True
+        drop = last_b - sample.balance
+        expected = Decimal(repr(min(self._rate() * (sample.t - last_t), 1e9)))
+        return drop > SURPRISE_MIN_EUR and drop > expected * Decimal(SURPRISE_FACTOR)
 
     def note_credit(self, amount: Decimal) -> None:
         """A transfer of ``amount`` to this account was applied: its rise is a credit, not

@@ -322,6 +322,8 @@ class FleetGuard:
                 continue
             if result.outcome is not TransferOutcome.DRY_RUN:
                 available -= give  # applied or in doubt: the primary's money may have left
+            if result.outcome is TransferOutcome.AMBIGUOUS:
+                self.primary.expect_debit(give)  # the next reading may show it
             if result.entry is not None:
                 caps_view.record(result.entry)
                 self._finished(result.entry, settled_late=False)
@@ -332,6 +334,8 @@ class FleetGuard:
         """Tell both ends what a transfer's outcome proves, and announce it."""
         sub = self.accounts.get(entry.account)
         amount = entry.applied_amount or entry.amount
+        if settled_late:
+            self.primary.forget_debit(entry.amount)  # the doubt is over, either way
         if entry.state is TransferState.SUCCEEDED:
             if sub is not None:
                 sub.note_credit(amount)
