@@ -129,6 +129,7 @@ class TransferFinished:
     reference: str
     detail: str
     settled_late: bool  # settled by the listing after an ambiguous answer
+    action: str | None = None  # what a person should do, when the refusal says (SafeTransfer)
 
 
 @dataclass(frozen=True, slots=True)

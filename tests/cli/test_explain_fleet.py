@@ -26,7 +26,7 @@ def fleet_view() -> dict[str, Any]:
         "skipped": [{"account": "shared01", "why": "shares the primary account's balance"}],
         "list_calls": 12,
         "primary_reserve_eur": "30.00",
-        "shortfall": [{"account": "Late (late0001)", "seconds_to_empty": 4000.0}],
+        "shortfall": [{"account": "late0001", "name": "Late", "seconds_to_empty": 4000.0}],
         "rules": {"file": "/etc/topup-guard/fleet.toml", "fingerprint": "abc123"},
     }
 

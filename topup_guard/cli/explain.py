@@ -178,7 +178,8 @@ def fleet_text(fleet: dict[str, Any]) -> str:
         for row in shortfall:
             tte = row.get("seconds_to_empty")
             when = "no spend seen" if tte is None else f"in {_dur(tte)}"
-            out.append(f"  {row.get('account')} {when}")
+            who = f"{row['name']} ({row.get('account')})" if row.get("name") else row.get("account")
+            out.append(f"  {who} {when}")
     rules = fleet.get("rules") or {}
     if rules:
         out.append(f"Fleet rules: {rules.get('file')} (fingerprint {rules.get('fingerprint')})")

@@ -120,7 +120,8 @@ class FleetGuard:
         self.accounts: dict[str, SubaccountGuard] = {}
         self.skipped: dict[str, str] = {}  # key -> why (shared balance, excluded)
         self.list_calls = 0
-        self.shortfall: list[tuple[str, float]] = []  # (label, seconds to empty), soonest first
+        # (key, seconds to empty) of accounts the primary could not fund, soonest first
+        self.shortfall: list[tuple[str, float]] = []
         self._stop: asyncio.Event | None = None
         self._failures = 0
         self._fleet_conditions: dict[Condition, str] = {}
@@ -313,7 +314,7 @@ class FleetGuard:
             want = amount * max(count, 1)
             give = min(want, available.quantize(Decimal("1"), rounding=ROUND_FLOOR))
             if give < min(amount, want):
-                self.shortfall.append((sub.label(), need.seconds_to_empty))
+                self.shortfall.append((sub.key, need.seconds_to_empty))
                 continue
             result = await self._transfers.send(sub.key, give, need.reason)
             made += 1
@@ -326,11 +327,13 @@ class FleetGuard:
                 self.primary.expect_debit(give)  # the next reading may show it
             if result.entry is not None:
                 caps_view.record(result.entry)
-                self._finished(result.entry, settled_late=False)
+                self._finished(result.entry, settled_late=False, action=result.action)
         self.shortfall.sort(key=lambda x: x[1])
         return made
 
-    def _finished(self, entry: TransferEntry, *, settled_late: bool) -> None:
+    def _finished(
+        self, entry: TransferEntry, *, settled_late: bool, action: str | None = None
+    ) -> None:
         """Tell both ends what a transfer's outcome proves, and announce it."""
         sub = self.accounts.get(entry.account)
         amount = entry.applied_amount or entry.amount
@@ -356,6 +359,7 @@ class FleetGuard:
                 reference=entry.reference,
                 detail=entry.detail,
                 settled_late=settled_late,
+                action=action,
             )
         )
 
@@ -373,11 +377,13 @@ class FleetGuard:
         if suspended:
             fleet[Condition.SUBACCOUNT_SUSPENDED] = _listing("suspended at Vonage", suspended)
         if self.shortfall:
+            have = overview.primary.balance or Decimal(0)
+            above = have - self.primary.params.min_balance
             fleet[Condition.FLEET_SHORTFALL] = (
-                f"the primary ({overview.primary.balance} EUR) cannot cover the fleet: "
+                f"the primary has {have:.2f} EUR, {max(above, Decimal(0)):.2f} above its floor: "
                 + _listing(
                     "run dry first",
-                    [f"{label} in {_secs(t)}" for label, t in self.shortfall],
+                    [f"{self._label(key)} in {_secs(t)}" for key, t in self.shortfall],
                 )
             )
         doubt = sorted(self._in_doubt)
@@ -398,6 +404,14 @@ class FleetGuard:
                 )
             )
         self.primary.status.active_conditions = {c.value: d for c, d in merged.items()}
+
+    def _label(self, key: str) -> str:
+        sub = self.accounts.get(key)
+        return sub.label() if sub is not None else key
+
+    def _name(self, key: str) -> str | None:
+        sub = self.accounts.get(key)
+        return sub.name if sub is not None else None
 
     async def start(self) -> None:
         """Open what must be opened before the first cycle (a shared Redis transfer ledger)."""
@@ -433,7 +447,8 @@ class FleetGuard:
             "list_calls": self.list_calls,
             "primary_reserve_eur": self.primary.reserve,
             "shortfall": [
-                {"account": a, "seconds_to_empty": _finite(t)} for a, t in self.shortfall
+                {"account": key, "name": self._name(key), "seconds_to_empty": _finite(t)}
+                for key, t in self.shortfall
             ],
             "rules": {"file": self.rules.source, "fingerprint": self.rules.fingerprint()},
         }

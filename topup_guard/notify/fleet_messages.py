@@ -54,7 +54,7 @@ def transfer(event: TransferFinished, scope: Scope) -> Note | None:
         scope=scope,
         paragraphs=(
             Paragraph(plain(event.detail) or event.state),
-            Paragraph(_ACTION[event.state], label="What to do"),
+            Paragraph(event.action or _ACTION[event.state], label="What to do"),
         ),
         fields=(
             ("Subaccount", who(event)),
