@@ -6,7 +6,7 @@ For senders (stdlib only, importing this pulls in no aiohttp)::
     forward_sms_answer(raw_answer_body)   # returns at once, never raises
 
 For the guard: ``inbox.SignalInbox`` (what the engine drains) and ``server.SignalServer`` (the
-``/v1/signals/*`` endpoints, aiohttp), which are imported from their modules.
+``/v1/signals/*`` endpoints, on asyncio streams), which are imported from their modules.
 """
 
 from topup_guard.signals.sender import (
