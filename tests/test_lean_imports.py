@@ -89,12 +89,12 @@ def families(modules: set[str], *prefixes: str) -> set[str]:
 def test_a_guard_without_slack_otlp_or_redis_never_loads_their_libraries(
     tmp_path: Path, sim_url: str
 ) -> None:
-    # The sender-signal server is aiohttp.web's one user left; off here, so nothing loads it.
-    modules = loaded_modules(tmp_path, sim_url, TOPUP_GUARD_SIGNAL_PORT="0")
+    # The default configuration, sender-signal server on: it is served on asyncio streams too.
+    modules = loaded_modules(tmp_path, sim_url, TOPUP_GUARD_SIGNAL_PORT=str(free_port()))
 
     assert "topup_guard.engine" in modules  # the check ran the real thing
     unwanted = ("slack_sdk", "opentelemetry.sdk", "opentelemetry.exporter", "redis", "tenacity")
-    unwanted += ("aiohttp.web",)  # the probes are served by probehttp
+    unwanted += ("aiohttp.web",)  # the probes by probehttp, the signals by signals.wire
     assert families(modules, *unwanted) == set()
 
 

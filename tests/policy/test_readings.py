@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from topup_guard.policy.readings import (
     Judged,
     Kind,
     ReadingJudge,
+    median,
 )
 
 D = Decimal
@@ -291,3 +293,20 @@ def test_any_sequence_is_judged_without_raising_and_believed_times_never_go_back
         assert math.isfinite(b.t)
     assert judge.misreads + judge.stale <= fed
     assert judge.held is None or judge.held.balance.is_finite()
+
+
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=40))
+def test_the_baselines_median_is_the_statistics_modules(values: list[float]) -> None:
+    assert median(values) == statistics.median(values)
+
+
+def test_the_baseline_is_recomputed_when_a_believed_gap_adds_a_rate() -> None:
+    judge = ReadingJudge()
+    for i in range(6):
+        judge.judge(BalanceSample(t=10.0 * i, balance=Decimal(100 - i)))
+    first = judge.baseline()
+    assert first is not None
+    assert first == (0.1, 0.0)
+    for i in range(1, 6):  # five gaps at twice the pace: the median moves between them
+        judge.judge(BalanceSample(t=50.0 + 10 * i, balance=Decimal(95 - 2 * i)))
+    assert judge.baseline() == (0.15000000000000002, 0.07413)

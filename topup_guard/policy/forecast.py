@@ -131,6 +131,9 @@ class SpendTracker:
         self._expected_since = 0.0
         self._last_credit: Credit | None = None
         self.lumps_total = _ZERO  # one-off debits kept out of the rate
+        # The window rates of the newest record: each poll asks for the forecast before and
+        # after adding its sample, so the "before" one is the previous poll's "after".
+        self._rates_of: tuple[_Rec, float, float, tuple[float, float, float, float]] | None = None
 
     # --- input ----------------------------------------------------------------------------
     def note_expected_credit(self, amount: Decimal) -> None:
@@ -205,11 +208,22 @@ class SpendTracker:
         if len(self._long) < 2:
             return None
         last = self._long[-1]
-        rate_short, _ = _window_rate(self._short, last.t - self.short_window)
-        rate_long, covered_long = _window_rate(self._long, last.t - self.long_window)
+        rates = self._rates_of
+        if (
+            rates is not None
+            and rates[0] is last
+            and rates[1] == self.short_window
+            and rates[2] == self.long_window
+        ):
+            rate_short, rate_long, covered_long, peak = rates[3]
+        else:
+            rate_short, _ = _window_rate(self._short, last.t - self.short_window)
+            rate_long, covered_long = _window_rate(self._long, last.t - self.long_window)
+            peak = max(self._peaks[0][1] if self._peaks else 0.0, rate_short, rate_long, 0.0)
+            self._rates_of = (last, self.short_window, self.long_window,
+                              (rate_short, rate_long, covered_long, peak))  # fmt: skip
         rate = max(rate_short, rate_long, 0.0)
         first = self._long[0]
-        peak = max(self._peaks[0][1] if self._peaks else 0.0, rate)
         return Forecast(
             t=last.t,
             balance=last.balance,

@@ -30,7 +30,6 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from statistics import median
 
 from topup_guard.model import BalanceSample
 
@@ -53,6 +52,15 @@ RISE_NOISE = Decimal(
 HOLD_LIMIT_S = 6.0
 _GAPS_KEPT = 32
 DEFAULT_MAX_BALANCE = Decimal("10000000")
+
+
+def median(values: list[float]) -> float:
+    """``statistics.median``, exactly (the guard loads no ``statistics`` module for one line)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n % 2:
+        return ordered[n // 2]
+    return (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 class Kind(enum.Enum):
@@ -79,6 +87,7 @@ class ReadingJudge:
         self.held: BalanceSample | None = None
         self._held_why = ""
         self._rates: deque[float] = deque(maxlen=_GAPS_KEPT)  # EUR/s of recent believed gaps
+        self._baseline: tuple[float, float] | None = None  # of ``_rates``; None: not computed
         self.misreads = 0
         self.stale = 0
         self.lumps: list[tuple[float, Decimal]] = []  # (t, EUR) of recent one-off debits
@@ -88,10 +97,13 @@ class ReadingJudge:
         """(median rate, robust sigma) of recent gaps, or None with too little history."""
         if len(self._rates) < MIN_HISTORY:
             return None
-        rates = list(self._rates)
-        mid = median(rates)
-        mad = median(abs(r - mid) for r in rates)
-        return mid, 1.4826 * mad
+        # Judged two or three times per reading, changed once: computed after each change only.
+        if self._baseline is None:
+            rates = list(self._rates)
+            mid = median(rates)
+            mad = median([abs(r - mid) for r in rates])
+            self._baseline = (mid, 1.4826 * mad)
+        return self._baseline
 
     def drop_threshold(self, gap: float, rate_hint: float = 0.0) -> Decimal | None:
         """The drop in a gap of ``gap`` s beyond which a reading is held (None: nothing held)."""
@@ -210,5 +222,6 @@ class ReadingJudge:
             elif drop >= 0 and prev.balance != 0 and sample.balance != 0:
                 # (At zero, demand is refused, not spent: no rate to learn from that gap.)
                 self._rates.append(float(drop) / max(sample.t - prev.t, MIN_GAP))
+                self._baseline = None
         self.last = sample
         return Judged(sample, kind, why)

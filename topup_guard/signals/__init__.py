@@ -6,18 +6,21 @@ For senders (stdlib only, importing this pulls in no aiohttp)::
     forward_sms_answer(raw_answer_body)   # returns at once, never raises
 
 For the guard: ``inbox.SignalInbox`` (what the engine drains) and ``server.SignalServer`` (the
-``/v1/signals/*`` endpoints, aiohttp), which are imported from their modules.
+``/v1/signals/*`` endpoints, on asyncio streams), which are imported from their modules.
 """
 
-from topup_guard.signals.sender import (
-    DEFAULT_URL,
-    TIMEOUT_S,
-    ForwardStats,
-    forward_balance,
-    forward_refusal,
-    forward_sms_answer,
-    stats,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from topup_guard.signals.sender import (
+        DEFAULT_URL,
+        TIMEOUT_S,
+        ForwardStats,
+        forward_balance,
+        forward_refusal,
+        forward_sms_answer,
+        stats,
+    )
 
 __all__ = [
     "DEFAULT_URL",
@@ -28,3 +31,13 @@ __all__ = [
     "forward_sms_answer",
     "stats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The guard imports ``signals.inbox`` and ``signals.server`` only: the sender's thread,
+    # queue and urllib opener load when a sender asks for them (PEP 562).
+    if name in __all__:
+        from topup_guard.signals import sender
+
+        return getattr(sender, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

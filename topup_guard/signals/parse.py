@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:  # ElementTree (and expat) load with the first XML answer, not with the guard
+    import xml.etree.ElementTree as ET
 
 Reason = Literal[
     "malformed",
@@ -149,6 +151,8 @@ def _form(body: bytes) -> dict[str, list[str]]:
 
 
 def _xml(body: bytes) -> ET.Element:
+    import xml.etree.ElementTree as ET  # lazily: see the import block
+
     lowered = body.lower()
     if b"<!doctype" in lowered or b"<!entity" in lowered:
         raise BadSignal("malformed", "XML with a DTD is not accepted")

@@ -95,6 +95,9 @@ def _is_error_body(obj: Mapping[str, Any]) -> bool:
 
 
 _LABEL_KEYS = ("error_title", "error-code-label", "title", "description", "message")
+# A body with none of these keys carries no label, no code and no error shape: under a success
+# status it is a success, whatever else it holds (the fast path of every balance poll).
+_TELLING_KEYS = frozenset((*_LABEL_KEYS, *_ERROR_KEYS, "error-code", "type"))
 
 
 def _label(obj: Mapping[str, Any]) -> str | None:
@@ -163,6 +166,9 @@ def classify(
     """The error ``resp`` stands for, or ``None`` when it is a success to hand to a parser."""
     status = resp.status
     obj = doc if isinstance(doc, dict) else None
+    quiet = obj is not None and obj.keys().isdisjoint(_TELLING_KEYS)
+    if quiet and status in success and not resp.too_large:
+        return None  # what the full path below concludes for such a body, without the text
     label = _label(obj) if obj is not None else None
     if label:
         text = _clean(label, redact)

@@ -33,12 +33,15 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
         return b"", True
     chunks: list[bytes] = []
     size = 0
-    while chunk := await resp.content.read(_CHUNK):
+    content = resp.content
+    while chunk := await content.read(_CHUNK):
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             return b"", True
         chunks.append(chunk)
-    return b"".join(chunks), False
+        if content.at_eof():  # a small answer is one chunk: no second read to learn the end
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks), False
 
 
 async def send(
