@@ -10,6 +10,7 @@ and nobody moves money to the subaccounts, which spend their opening balances an
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -53,6 +54,7 @@ class FleetResult:
     topups: int
     autoreloads: int
     transfers: int
+    transferred: Decimal  # EUR moved to subaccounts
     api_calls: int
     list_calls: int
     api_calls_per_hour: float
@@ -69,6 +71,16 @@ class FleetReport:
     duration_s: float
     subaccounts: int
     total_spend: Decimal
+    primary_spend: Decimal  # the primary's own demand in the trace
+    opening_balance: Decimal
+    topup_amount: Decimal
+
+    def topups_needed(self, policy: str = "fleet_guard") -> int:
+        """The fewest top-ups that pay for what left the primary under ``policy``: its own
+        spend and the transfers it made, beyond its opening balance."""
+        r = self.policies[policy]
+        out = self.primary_spend - r.primary_failed_spend + r.transferred - self.opening_balance
+        return 0 if out <= 0 else math.ceil(out / self.topup_amount)
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: object) -> object:
@@ -82,6 +94,7 @@ class FleetReport:
             "duration_s": self.duration_s,
             "subaccounts": self.subaccounts,
             "total_spend": str(self.total_spend),
+            "primary_topups_needed": self.topups_needed(),
             "policies": {
                 name: {
                     **cast("dict[str, Any]", plain(asdict(r))),
@@ -132,6 +145,7 @@ def _result(
         topups=len(account.topups),
         autoreloads=len(account.autoreloads),
         transfers=len(account.transfers),
+        transferred=sum((a.transferred for a in accounts.values()), Decimal(0)),
         api_calls=total,
         list_calls=calls["subaccounts"],
         api_calls_per_hour=round(total / max(end / 3600.0, 1e-9), 1),
@@ -200,6 +214,9 @@ def backtest_fleet(
         duration_s=end,
         subaccounts=len(scenario.subaccounts),
         total_spend=sum((a for events in trace.values() for _, a in events), Decimal(0)),
+        primary_spend=sum((a for _, a in trace.get("primary", ())), Decimal(0)),
+        opening_balance=scenario.initial_balance,
+        topup_amount=scenario.topup_amount,
     )
 
 
@@ -208,6 +225,7 @@ _ROWS: list[tuple[str, Any]] = [
     ("subaccounts that refused demand", lambda r: str(r.accounts_refused)),
     ("primary's own refused demand (EUR)", lambda r: f"{r.primary_failed_spend:.2f}"),
     ("transfers", lambda r: str(r.transfers)),
+    ("EUR transferred", lambda r: f"{r.transferred:.2f}"),
     ("top-ups of the primary", lambda r: str(r.topups)),
     ("auto-reloads of the primary", lambda r: str(r.autoreloads)),
     ("API calls", lambda r: str(r.api_calls)),
@@ -222,7 +240,9 @@ def render_fleet(report: FleetReport, *, worst: int = 10) -> str:
     head = f"{'':40}" + "".join(f"{p:>18}" for p in POLICIES)
     lines = [
         f"fleet of {report.subaccounts} subaccounts, {report.duration_s / 3600:.1f} h, "
-        f"{report.total_spend:.2f} EUR of demand",
+        f"{report.total_spend:.2f} EUR of demand; the fleet guard's transfers and the primary's "
+        f"own spend needed at least {report.topups_needed()} top-ups of "
+        f"{report.topup_amount:.2f} EUR",
         head,
     ]
     for label, cell in _ROWS:

@@ -140,6 +140,7 @@ class Engine:
         # EUR a fleet is about to draw from this balance by transfer (set by ``fleet/guard.py``
         # before each step; zero for a single account).
         self.reserve = Decimal(0)
+        self.draw: tuple[float, float] = (0.0, 0.0)  # a fleet's flow from this balance, EUR/s
         self._expected_debit = Decimal(0)  # transfers in doubt that the next reading may show
 
     # --- the loop ----------------------------------------------------------------------------
@@ -482,6 +483,8 @@ class Engine:
             settling=any(not e.late for e in in_flight),
             messages_refused=self._refused > 0,
             reserve=self.reserve,
+            draw_rate=self.draw[0],
+            draw_peak=self.draw[1],
         )
         self._last_state = state
         # When the conditions that end with time will end, for the messages that announce them.

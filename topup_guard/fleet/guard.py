@@ -186,8 +186,12 @@ class FleetGuard:
                 key=lambda n: n.seconds_to_empty,
             )
             # A suspended account is never funded (``_fund``): its wants are no reserve either.
-            wanted = sum((s.wanted() for s in active if not s.suspended), Decimal(0))
-            self.primary.reserve = wanted + self._draw(active)
+            # What leaves the primary now (this cycle's transfers) on top of its floor, and the
+            # fleet's flow spent from it like its own (projection and headroom).
+            now_out = sum((n.amount for n in needs if not self.accounts[n.key].suspended),
+                          Decimal(0))  # fmt: skip
+            self.primary.reserve = now_out
+            self.primary.draw = self._draw(active)
             primary_next = await self.primary.step(
                 Balance(value=overview.primary.balance or Decimal(0), auto_reload=None),
                 read_took=now - started,
@@ -265,23 +269,15 @@ class FleetGuard:
             return "excluded by the fleet file"
         return ""
 
-    def _draw(self, active: list[SubaccountGuard]) -> Decimal:
-        """EUR the fleet may draw from the primary before the primary could be refilled: the
-        fleet's sustained flow over the primary's blind time, plus the largest single burst
-        above its own rate — independent accounts do not all burst at once, so the sum of
-        every peak would buy the primary money that sits idle."""
-        flows = [s.flow() for s in active]
+    def _draw(self, active: list[SubaccountGuard]) -> tuple[float, float]:
+        """(sustained, burst) EUR/s the fleet draws from the primary: the sum of the accounts'
+        rates, and at a burst that sum plus the largest single excess over its own rate —
+        independent accounts do not all burst at once, so the sum of every peak would buy the
+        primary money that sits idle."""
+        flows = [s.flow() for s in active if not s.suspended]
         sustained = sum(rate for rate, _ in flows)
         burst = max((peak - rate for rate, peak in flows), default=0.0)
-        eur = (sustained + burst) * self._primary_hold()
-        return Decimal(repr(min(eur, 1e9))).quantize(Decimal("0.01"))
-
-    def _primary_hold(self) -> float:
-        """Seconds the primary's money can leave unseen: its poll interval, credit latency and
-        margin — what the fleet may draw within that must be in the primary already."""
-        p = self.primary.params
-        learnt = self.primary.latency.observed or 0.0
-        return p.poll_interval + max(p.topup_latency, learnt) + p.safety_margin
+        return sustained, sustained + burst
 
     async def _fund(self, needs: list[Any], primary: Subaccount, now: float) -> int:
         """Transfer to the accounts in need, soonest-empty first; returns transfers made."""
@@ -446,6 +442,10 @@ class FleetGuard:
             "skipped": [{"account": k, "why": w} for k, w in sorted(self.skipped.items())],
             "list_calls": self.list_calls,
             "primary_reserve_eur": self.primary.reserve,
+            "fleet_draw_eur_per_s": {
+                "sustained": self.primary.draw[0],
+                "burst": self.primary.draw[1],
+            },
             "shortfall": [
                 {"account": key, "name": self._name(key), "seconds_to_empty": _finite(t)}
                 for key, t in self.shortfall

@@ -38,7 +38,9 @@ guard could not act when the time comes (auto-reload off, breaker, caps, dry run
 flight or another leader will act, so those stay quiet.
 
 A fleet's bank. A primary account that funds subaccounts by transfer keeps, on top of its floor,
-``reserve``: what the fleet is about to draw (``fleet/guard.py``). A primary that sends nothing
+``reserve``: what this cycle's transfers take; and the fleet's flow (``draw_rate``, at its burst
+``draw_peak``) is spent from it like its own, in the projection and in the headroom
+(``fleet/guard.py``). A primary that sends nothing
 itself but feeds a fleet is not an idle wallet; nor is a subaccount (``keep_floor_when_idle``):
 moving money to it charges no card, and a campaign's first burst must find its floor there.
 """
@@ -140,8 +142,10 @@ class GuardState:
     blind_for: float | None = None  # longest the guard goes unseeing; None: a poll interval.
     # Shorter while sender signals flow: every answer shows the balance, so the headroom need
     # only cover the time to react to one.
-    reserve: Decimal = Decimal(0)  # EUR others are about to draw from this balance (a fleet's
-    # transfers to its subaccounts): kept on top of the floor, and no wallet it feeds is idle
+    reserve: Decimal = Decimal(0)  # EUR others draw from this balance right now (a fleet's
+    # transfers of this cycle): kept on top of the floor, and no wallet it feeds is idle
+    draw_rate: float = 0.0  # EUR/s others draw from this balance, sustained (a fleet's flow)
+    draw_peak: float = 0.0  # ... and at its burst: spend of this balance like its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +233,17 @@ def decide(
         return _decision(Action.NOTHING, reason, params.poll_min, exhaustion=False, projected=None)
     f = forecast
     if state.reserve > 0:
-        # What the fleet is about to draw is as untouchable as the floor itself.
+        # What the fleet draws right now is as untouchable as the floor itself.
         params = dataclasses.replace(params, min_balance=params.min_balance + state.reserve)
+    if state.draw_rate > 0 or state.draw_peak > 0:
+        # The fleet's flow leaves this balance like its own spend: projected, and headroom.
+        rate = f.rate + state.draw_rate
+        f = dataclasses.replace(
+            f,
+            rate=rate,
+            peak_rate=max(f.peak_rate, f.rate) + max(state.draw_peak, state.draw_rate),
+            time_to_exhaustion=time_to_level(f.balance, Decimal(0), rate),
+        )
     elapsed = max(0.0, now - f.t)
     settling = state.credit_in_flight > 0 if state.settling is None else state.settling
     waiting = state.in_flight or settling or state.doubt_ends_in is not None
@@ -271,7 +284,12 @@ def decide(
         reason = f"healthy: {numbers}; next poll in {_secs(poll)}"
         return _decision(Action.NOTHING, reason, poll, exhaustion, projected)
 
-    idle_exempt = state.messages_refused or state.reserve > 0 or params.keep_floor_when_idle
+    idle_exempt = (
+        state.messages_refused
+        or state.reserve > 0
+        or state.draw_rate > 0
+        or params.keep_floor_when_idle
+    )
     if f.rate <= 0 and f.balance > 0 and not idle_exempt:
         reason = (
             f"balance {_eur(f.balance)} is below floor {_eur(params.min_balance)} but nothing"
