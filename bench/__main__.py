@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import backtests, fleet_sim, footprint, report
+from bench import backtests, fleet, fleet_sim, footprint, report
 from topup_guard import retry
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         [backtests.throughput(r) for r in results]
     ))  # fmt: skip
     emit(fleet_sim.section(fleet_sim.measure()))  # the 1,000-subaccount trace, made here
-    passed = all(g.passed for r in results for g in r.goals)
+    fleet_text, fleet_ok = fleet.backtest_section()
+    emit(fleet_text)
+    passed = fleet_ok and all(g.passed for r in results for g in r.goals)
     if not args.no_footprint:
         extra = 0 if args.no_instructions else 45  # callgrind: a slow start, then 10 s of polls
         print(
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         emit("## Footprint of `topup-guard run` (simulator subprocess)\n\n"
              + report.footprint_section(fp))  # fmt: skip
         emit(anatomy_section())
+        emit(fleet.section(fleet.measure()))
     args.out.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     print(f"written to {args.out}")
     return 0 if passed else 1

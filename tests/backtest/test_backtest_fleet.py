@@ -71,3 +71,20 @@ def test_a_single_account_backtest_without_a_trace_names_the_flag(
                         encoding="utf-8")  # fmt: skip
     assert main(["backtest", "--scenario", str(scenario)]) == 2
     assert "--trace" in capsys.readouterr().err
+
+
+def test_the_primary_never_takes_the_guards_own_transfers_for_one_off_debits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scenario = load_scenario(TRACES / "fleet-50.json")
+    assert scenario.fleet_trace is not None
+    trace = read_fleet_trace(scenario.fleet_trace)
+    # A short poll puts transfers at the very instant of the primary's reading (float time).
+    settings = guard_settings(scenario, {"poll_interval": "10", "poll_min": "2"})
+    with caplog.at_level("INFO", logger="topup_guard.engine"):
+        report = backtest_fleet(
+            scenario, trace, settings, load_fleet_file(TRACES / "fleet-50.toml")
+        )
+    assert report.policies["fleet_guard"].transfers > 100
+    lumps = [r for r in caplog.records if r.getMessage() == "one_off_debit"]
+    assert lumps == []

@@ -338,7 +338,11 @@ class FleetGuard:
         if entry.state is TransferState.SUCCEEDED:
             if sub is not None:
                 sub.note_credit(amount)
-            at = self._clock.now() - max(0.0, self._clock.wall() - entry.created_wall)
+            # Made in this cycle: after the primary's reading, by construction. Settled late:
+            # when it began (from wall time; a reading since then has shown it already).
+            at = self._clock.now()
+            if settled_late:
+                at -= max(0.0, self._clock.wall() - entry.created_wall)
             self.primary.note_debit(amount, at)
         if entry.state in (TransferState.UNKNOWN, TransferState.PENDING):
             self._in_doubt.add(entry.account)
