@@ -41,6 +41,7 @@ from topup_guard.errors import (
     ValidationError,
 )
 from topup_guard.events import Outcome, TopUpFinished
+from topup_guard.funding import FundOutcome, FundRequest, FundResult
 from topup_guard.ledger.base import Attempt, AttemptState, Ledger
 from topup_guard.model import Balance
 
@@ -108,6 +109,14 @@ class SendResult:
     action: str | None = None
 
 
+_FUNDED = {
+    SendOutcome.CONFIRMED: FundOutcome.APPLIED,
+    SendOutcome.AMBIGUOUS: FundOutcome.AMBIGUOUS,
+    SendOutcome.FAILED: FundOutcome.REFUSED,
+    SendOutcome.DRY_RUN: FundOutcome.DRY_RUN,
+}
+
+
 class _Stopped(Exception):
     """Shutdown came while waiting to resend a POST that provably did not arrive."""
 
@@ -134,6 +143,28 @@ class SafeTopUp:
         self._trx = trx
         self.dry_run = dry_run
         self._tracer = tracer or trace.get_tracer("topup_guard")
+
+    async def fund(
+        self,
+        request: FundRequest,
+        *,
+        stop: asyncio.Event | None = None,
+        despite_doubt: bool = False,
+    ) -> FundResult[Attempt]:
+        """The funding step (``funding.Funding``): one top-up of the stored payment; its doubt
+        is settled by the balance step between readings (``settling.py``), not here."""
+        req = TopUpRequest(
+            balance_before=request.balance_before,
+            expected_amount=request.amount,
+            reason=request.reason,
+            rate=request.rate,
+            time_to_exhaustion=request.time_to_exhaustion,
+        )
+        try:
+            r = await self.send(req, despite_doubt=despite_doubt, stop=stop)
+        except LedgerError as exc:  # busy, fenced, lease lost: nothing was sent
+            return FundResult(FundOutcome.NOT_STARTED, None, str(exc))
+        return FundResult(_FUNDED[r.outcome], r.attempt, r.detail, r.action, r.requests)
 
     async def send(
         self,

@@ -49,9 +49,10 @@ from topup_guard.events import (
 from topup_guard.fleet.account import SubaccountGuard
 from topup_guard.fleet.api import FleetAPI
 from topup_guard.fleet.rules import FleetRules
-from topup_guard.fleet.transfer import SafeTransfer, TransferOutcome
+from topup_guard.fleet.transfer import SafeTransfer
 from topup_guard.fleet.transfer_base import TransferEntry, TransferLedger, TransferState
 from topup_guard.fleet.transfer_caps import DAY, CapsView
+from topup_guard.funding import FundOutcome, FundRequest
 from topup_guard.model import Balance, Subaccount, SubaccountsOverview
 from topup_guard.policy.decide import PolicyParams
 
@@ -312,14 +313,15 @@ class FleetGuard:
             if give < min(amount, want):
                 self.shortfall.append((sub.key, need.seconds_to_empty))
                 continue
-            result = await self._transfers.send(sub.key, give, need.reason)
+            request = FundRequest(sub.key, give, need.reason, sub.spendable or Decimal(0))
+            result = await self._transfers.fund(request, stop=self._stop)
             made += 1
-            if result.outcome is TransferOutcome.NOT_STARTED:
+            if result.outcome is FundOutcome.NOT_STARTED:
                 sub.last_action = f"transfer not started: {result.detail}"
                 continue
-            if result.outcome is not TransferOutcome.DRY_RUN:
+            if result.outcome is not FundOutcome.DRY_RUN:
                 available -= give  # applied or in doubt: the primary's money may have left
-            if result.outcome is TransferOutcome.AMBIGUOUS:
+            if result.outcome is FundOutcome.AMBIGUOUS:
                 self.primary.expect_debit(give)  # the next reading may show it
             if result.entry is not None:
                 caps_view.record(result.entry)

@@ -45,6 +45,7 @@ from topup_guard.fleet.transfer_text import (
     is_definite_refusal,
     refusal_text,
 )
+from topup_guard.funding import FundOutcome, FundRequest, FundResult
 from topup_guard.ledger.base import FencedError
 from topup_guard.model import Transfer
 
@@ -85,6 +86,15 @@ class TransferResult:
     requests: int = 0  # POSTs sent (a connect-error retry may send more that never arrived)
 
 
+_FUNDED = {
+    TransferOutcome.APPLIED: FundOutcome.APPLIED,
+    TransferOutcome.REFUSED: FundOutcome.REFUSED,
+    TransferOutcome.AMBIGUOUS: FundOutcome.AMBIGUOUS,
+    TransferOutcome.NOT_STARTED: FundOutcome.NOT_STARTED,
+    TransferOutcome.DRY_RUN: FundOutcome.DRY_RUN,
+}
+
+
 def iso_utc(wall: float) -> str:
     """Unix seconds as the listing's ``start_date``: ``2026-12-01T22:00:00Z``."""
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -118,6 +128,16 @@ class SafeTransfer:
         self.settle_window_s = settle_window_s
         self.foreign_pending_s = foreign_pending_s
         self._inflight: set[int] = set()  # entries whose POST this process is making right now
+
+    async def fund(
+        self, request: FundRequest, *, stop: asyncio.Event | None = None
+    ) -> FundResult[TransferEntry]:
+        """The funding step (``funding.Funding``): a transfer of ``request.amount`` to
+        ``request.account``; its doubt is settled by ``settle_open`` (the listing)."""
+        if request.amount is None or request.amount <= 0:
+            raise ValueError("a transfer needs a positive amount")
+        r = await self.send(request.account, request.amount, request.reason, stop=stop)
+        return FundResult(_FUNDED[r.outcome], r.entry, r.detail, r.action, r.requests)
 
     async def send(
         self,
