@@ -101,7 +101,8 @@ async def test_read_timeout_after_sending_is_outcome_unknown(
     fake: tuple[FakeVonage, str],
 ) -> None:
     state, url = fake
-    async with VonageClient(KEY, SECRET, rest_url=url, timeout=0.2) as vonage:
+    # The handler never answers; 1 s (not less) lets the request reach it on a loaded machine.
+    async with VonageClient(KEY, SECRET, rest_url=url, timeout=1.0) as vonage:
         with pytest.raises(OutcomeUnknownError):
             await vonage.get_settings()
     assert len(state.seen) == 1
