@@ -291,3 +291,15 @@ def test_any_sequence_is_judged_without_raising_and_believed_times_never_go_back
         assert math.isfinite(b.t)
     assert judge.misreads + judge.stale <= fed
     assert judge.held is None or judge.held.balance.is_finite()
+
+
+def test_with_history_a_drop_of_half_the_balance_is_held_even_within_the_spread() -> None:
+    """A wide spread of recent gaps (or a long one) can put the robust threshold beyond the
+    balance itself: a reading near empty then buys the floor's whole need at once. Half the
+    balance or more in one gap is confirmed first, history or not."""
+    judge = steady()  # 95 EUR at t = 50, 0.1 EUR/s
+    (verdict,) = judge.judge(s(80, "45"), rate_hint=2.0)  # 50 EUR in 30 s: within 4 x 2 EUR/s
+    assert verdict.kind is Kind.HELD
+    assert "half the balance" in verdict.why
+    (verdict,) = steady().judge(s(80, "50"), rate_hint=2.0)  # less than half: a burst
+    assert verdict.kind is Kind.BELIEVED
