@@ -299,9 +299,11 @@ class SpendTracker:
         if t <= undo.rec.t or rise <= 0:
             return None
         expected = self._expected if rise >= self._expected * EXPECTED_MATCH_SHARE else _ZERO
-        # With the credit expected in the rise, or (a credit matched before it showed) without:
-        # a rise landing on the level before the drop is the drop taken back either way.
-        for level in (balance - expected, balance):
+        # With the credit expected in the rise; or without it, when the rise is more than that
+        # credit (it was matched before it showed): landing on the level before the drop, the
+        # rise is the drop taken back either way. A rise no larger than the credit is it.
+        levels = (balance - expected, balance) if rise > expected else (balance - expected,)
+        for level in levels:
             if (undo.pre.balance + undo.rec.balance) / 2 <= level <= undo.pre.balance:
                 return level
         return None
