@@ -558,3 +558,25 @@ def test_the_window_is_always_between_the_latency_floor_and_the_settle_window(
     window = model.window()
     assert math.isfinite(window)
     assert min(max(0.0, floor), max(ceiling, 0.0)) <= window <= max(ceiling, 0.0)
+
+
+# --- glitches: a rise is at most the credits behind it ------------------------------------
+
+
+def test_a_rise_beyond_every_credit_on_its_way_is_not_explained_by_a_high_rate() -> None:
+    """A glitched low reading believed at a burst's pace makes the rate high: the rise back
+    from it (10 EUR on its way, the balance up 43) must still be judged, not explained away by
+    the spend that rate could have hidden (spend only hides credit)."""
+    w = watch_of(entry(1, "10", sent_at=7.0))
+    assert not w.explains(s(7.0, "56.73"), s(37.0, "100"), 1.27)
+    assert w.explains(s(7.0, "56.73"), s(37.0, "66.73"), 1.27)
+
+
+def test_a_rise_of_one_credit_does_not_settle_a_second_one_it_has_no_room_for() -> None:
+    """Two top-ups of 10 on their way, one rise of 10 in an 11-s gap: the spend bound alone
+    (2 x 0.57 EUR/s x 11 s) would fit both, but only one has shown; the other stays on its way
+    instead of its own rise later settling the next top-up."""
+    w = watch_of(entry(1, "10", sent_at=17.0), entry(2, "10", sent_at=27.0))
+    verdict = w.on_step(s(17.0, "60.24"), s(28.0, "70.24"), 0.574)
+    assert [m.entry.attempt_id for m in verdict.matches] == [1]
+    assert 2 in w

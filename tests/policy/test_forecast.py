@@ -353,3 +353,67 @@ def test_memory_is_bounded_with_equal_or_crowded_timestamps() -> None:
     f = tracker.forecast(1)
     assert f is not None
     assert f.samples <= 1000
+
+
+# --- a drop the next reading takes back -----------------------------------------------------
+
+
+D = Decimal
+
+
+def _glitched(back: str, *, expected: Decimal | None = None) -> SpendTracker:
+    """0.1 EUR/s from 100 EUR read every 10 s to t = 100, a low reading of 70 EUR at t = 110
+    (believed), then ``back`` at t = 120 (``expected`` noted before it)."""
+    tracker = SpendTracker()
+    for t in range(0, 101, 10):
+        tracker.add(BalanceSample(float(t), D(100) - D(t) / 10))
+    tracker.add(BalanceSample(110.0, D(70)))
+    if expected is not None:
+        tracker.note_expected_credit(expected)
+    tracker.add(BalanceSample(120.0, D(back)))
+    return tracker
+
+
+@pytest.mark.parametrize(("back", "expected"), [("88", None), ("98", D(10))])
+def test_a_drop_the_next_reading_takes_back_leaves_the_rate_and_the_peak(
+    back: str, expected: Decimal | None
+) -> None:
+    """Back to 88 EUR (or 98 with a 10 EUR credit noted): the reading of 70 was wrong; the
+    balance then was at least 88, so the 20 EUR drop is corrected and never a rate or peak."""
+    tracker = _glitched(back, expected=expected)
+    f = tracker.forecast(120.0)
+    assert f is not None
+    assert tracker.reverted_total == D(18)  # 90 -> 70 read, 90 -> 88 spent
+    assert f.rate == pytest.approx(0.1)
+    # The 2 EUR spent over both gaps is put in the corrected one (as early as the evidence
+    # allows): 4 EUR in (80, 110], not the 22 EUR read.
+    assert f.peak_rate == pytest.approx(4 / 30)
+    assert f.balance == D(back)
+
+
+@pytest.mark.parametrize("back", ["75", "91"])
+def test_a_rise_that_does_not_land_back_on_the_level_before_takes_nothing_back(back: str) -> None:
+    """75 EUR is less than half-way back (a credit, spend kept); 91 is above the level before
+    the drop (90), which spend alone cannot reach: a credit after a real drop."""
+    tracker = _glitched(back)
+    f = tracker.forecast(120.0)
+    assert f is not None
+    assert tracker.reverted_total == 0
+    assert f.peak_rate > 0.5  # the 20 EUR drop in 10 s stays the peak
+
+
+def test_a_credit_expected_but_not_shown_is_not_added_to_the_next_one() -> None:
+    """A credit of 10 first seen after a gap where spend hid more than half of it (a rise of
+    4.99) is not consumed; the next credit noted must not be read together with it, or its
+    rise of 10 would count a phantom 10 EUR spend."""
+    tracker = SpendTracker()
+    for t in range(0, 51, 10):
+        tracker.add(BalanceSample(float(t), D(100) - D(t) / 10))
+    tracker.note_expected_credit(D(10))
+    tracker.add(BalanceSample(61.0, D("99.99")))  # 95 + 10 - 5.01 spent in 11 s
+    tracker.add(BalanceSample(62.0, D("99.89")))
+    tracker.note_expected_credit(D(10))
+    tracker.add(BalanceSample(63.0, D("109.89")))
+    f = tracker.forecast(63.0)
+    assert f is not None
+    assert f.rate < 0.2, f

@@ -9,6 +9,7 @@ lands in the account after a lag and is confirmed money in flight until a rise s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -320,6 +321,17 @@ def run_flow(
     amount=D(50),
     lag=0.0,
 ).via("discovered failure")
+@example(  # a low reading within 4 x the rate over a 30-s gap, believed, then taken back: it
+    # stayed in the rate and the peak, and the headroom bought at every poll (5 for 0)
+    flow=[(1.0, D(0))] * 3
+    + [(1.0, D("0.48")), (5.0, D("2.39"))]
+    + [(30.0, D(0))] * 2
+    + [(1.0, D(0))] * 3,
+    where=[5],
+    values=[D(19), D("1E+2"), D("1E+2"), D("1E+2")],
+    amount=D(10),
+    lag=0.0,
+).via("discovered failure")
 def test_isolated_glitches_buy_at_most_one_top_up_more_than_the_clean_readings(
     flow: list[tuple[float, Decimal]],
     where: list[int],
@@ -332,17 +344,62 @@ def test_isolated_glitches_buy_at_most_one_top_up_more_than_the_clean_readings(
     glitches = {i: v for i, v in glitches.items() if i - 1 not in glitches}
     clean = run_flow(flow, {}, amount, lag)
     glitched = run_flow(flow, glitches, amount, lag)
-    # Each isolated glitch may shift the judging of the outliers after it (a hold spent on the
-    # glitch is not spent on the next real drop, which then counts as spend rather than as a
-    # lump), and a glitched gap raises the peak rate the headroom is sized by; the headroom is
-    # then bought one top-up per decision. The worst hypothesis has found: four 10 EUR top-ups
-    # more for one low reading after a 30-s gap mid-burst. Bounded, never a storm (issue 10's
-    # case was 48 in 30 s); reported as a known limit of telling a glitch from a burst.
-    assert len(glitched.bought) <= len(clean.bought) + 4 * max(1, len(glitches)), (
-        len(clean.bought),
-        len(glitched.bought),
-        glitches,
-    )
+    assert len(glitched.bought) <= len(clean.bought) + glitch_allowance(clean, glitched, glitches)
+
+
+def glitch_allowance(clean: Pipeline, glitched: Pipeline, glitches: dict[int, Decimal]) -> int:
+    """The top-ups one isolated glitch may add, and why (each measured, none a storm).
+
+    - One decision on the glitch itself, if it was believed: a low reading within what a burst
+      might do buys what a burst that deep would need (the next reading takes it back, and the
+      forecast is corrected: it no longer stays in the rate and the peak, issue 10's run).
+    - One more when that extra credit, or a held reading, makes the headroom one top-up short.
+    - The headroom a longer learnt credit latency asks for: a reading the glitch replaced or a
+      hold delayed makes the first reading to show a credit a late one, and the latency is
+      learnt as its upper bound (``LatencyModel.observe``): the headroom then covers the worst
+      rate over those extra seconds. That is the latency model's caution, not the glitch's
+      money: it grows with the peak rate, so it is stated as a term, not a constant.
+    """
+    allowed = 2 * max(1, len(glitches))
+    slower = (glitched.latency.observed or 0.0) - (clean.latency.observed or 0.0)
+    if slower > 0:
+        peaks = [p.tracker.forecast(math.inf) for p in (clean, glitched)]
+        peak = max((f.peak_rate for f in peaks if f is not None), default=0.0)
+        allowed += math.ceil(peak * slower / float(clean.amount)) + 1
+    return allowed
+
+
+def test_a_glitch_buys_nothing_however_long_the_account_is_watched() -> None:
+    """57 EUR, a reading of 19 EUR after a 30-s gap, right again 30 s later. It was believed
+    (within 4 x the rate), stayed in the rate and the peak once the next reading took it back,
+    and the headroom bought a top-up a second for as long as the peak stayed in view (11 in
+    40 s). Two thirds of the balance in one gap is now confirmed first: a misread."""
+    flow = [(1.0, D(0))] * 3 + [(1.0, D("0.48")), (5.0, D("2.39"))] + [(30.0, D(0))] * 2
+    flow += [(1.0, D(0))] * 40
+    clean = run_flow(flow, {}, D(10), 0.0)
+    glitched = run_flow(flow, {5: D(19)}, D(10), 0.0)
+    assert clean.bought == glitched.bought == []
+    assert glitched.judge.misreads == 1
+    f, g = clean.tracker.forecast(math.inf), glitched.tracker.forecast(math.inf)
+    assert f is not None
+    assert g is not None
+    assert g.peak_rate == f.peak_rate
+
+
+def test_a_believed_glitch_taken_back_leaves_the_forecast_as_without_it() -> None:
+    """The same account, a reading of 40 EUR (less than half the balance, within 4 x the
+    rate: believed, one decision on it), right again 30 s later: the drop is taken back, and
+    the rate and the peak are those of the clean readings."""
+    flow = [(1.0, D(0))] * 3 + [(1.0, D("0.48")), (5.0, D("2.39"))] + [(30.0, D(0))] * 2
+    flow += [(1.0, D(0))] * 40
+    clean = run_flow(flow, {}, D(10), 0.0)
+    glitched = run_flow(flow, {5: D(40)}, D(10), 0.0)
+    assert len(glitched.bought) <= len(clean.bought) + 1, glitched.bought
+    assert glitched.tracker.reverted_total == D("17.13")
+    f, g = clean.tracker.forecast(math.inf), glitched.tracker.forecast(math.inf)
+    assert f is not None
+    assert g is not None
+    assert g.peak_rate == f.peak_rate
 
 
 def test_a_glitch_after_start_up_credits_buys_at_most_one_more_top_up() -> None:

@@ -310,3 +310,15 @@ def test_the_baseline_is_recomputed_when_a_believed_gap_adds_a_rate() -> None:
     for i in range(1, 6):  # five gaps at twice the pace: the median moves between them
         judge.judge(BalanceSample(t=50.0 + 10 * i, balance=Decimal(95 - 2 * i)))
     assert judge.baseline() == (0.15000000000000002, 0.07413)
+
+
+def test_with_history_a_drop_of_half_the_balance_is_held_even_within_the_spread() -> None:
+    """A wide spread of recent gaps (or a long one) can put the robust threshold beyond the
+    balance itself: a reading near empty then buys the floor's whole need at once. Half the
+    balance or more in one gap is confirmed first, history or not."""
+    judge = steady()  # 95 EUR at t = 50, 0.1 EUR/s
+    (verdict,) = judge.judge(s(80, "45"), rate_hint=2.0)  # 50 EUR in 30 s: within 4 x 2 EUR/s
+    assert verdict.kind is Kind.HELD
+    assert "half the balance" in verdict.why
+    (verdict,) = steady().judge(s(80, "50"), rate_hint=2.0)  # less than half: a burst
+    assert verdict.kind is Kind.BELIEVED

@@ -241,7 +241,9 @@ class CreditWatch:
         candidates = [e for e in self._entries if e.sent_at <= cur.t]
         if all(e.amount is not None for e in candidates):
             most = sum((e.amount or Decimal(0) for e in candidates), Decimal(0))
-            if rise > most + hidden + TOLERANCE + PLAUSIBLE_MIN_TOPUP:
+            # Spend in the gap only hides credit: a rise is at most the credits behind it,
+            # whatever the rate (a glitched low reading's rate must not widen this).
+            if rise > most + TOLERANCE + PLAUSIBLE_MIN_TOPUP:
                 return False  # more than every credit on its way could add: something else
         for e in self._entries:
             if e.sent_at > cur.t:
@@ -289,7 +291,11 @@ class CreditWatch:
                 # even when spend in the gap (a burst the rate has not caught up with) hid more
                 # than the bound allows. An ambiguous one must fit the bound — except across a
                 # gap of unknown spend (a restart), where a rise that large proves a credit.
-                fits = e.amount <= left
+                # A step proves a credit only by rising: one more entry needs some of the rise
+                # left for it, not a room that the spend bound alone makes (two credits "in" a
+                # rise of one would leave the other on its way unwatched, and its own rise later
+                # read as the next top-up's).
+                fits = e.amount <= left and (not matched or rise - explained > TOLERANCE)
                 share = rise - explained >= e.amount * CONFIRMED_SHARE
                 if not fits and not ((e.confirmed or across_gap) and share):
                     continue

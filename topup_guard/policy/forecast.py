@@ -15,6 +15,15 @@ A rise hides whatever was spent in the same gap. With ``note_expected_credit`` t
 is recovered (``amount - rise``); without it the gap's spend is unknown, so the gap's seconds are
 left out of the covered time — the rate elsewhere stands in for it instead of a false zero.
 
+A drop the next reading takes back was not spent. Spend only lowers a balance: when a reading
+rises from a drop and, net of the credit expected, lands at least half-way back to the level
+before it (and not above it), the dropped reading was wrong (a glitch within what a burst might
+do, so believed). The balance then was at least the level the next reading shows, so the dropped
+reading is *corrected* to that level, peak included; spend over the two gaps stays exactly what
+the good readings prove. Kept as read, the glitch would stay in the rate and the peak for as long
+as the windows hold it, and the headroom sized by that peak would buy a top-up at every poll.
+A correction only ever lowers spend and adds known time, so it never raises a rate.
+
 Windows end at the latest sample; ``now`` only lowers confidence when that sample is stale (the
 caller extrapolates from ``Forecast.t``). Memory is bounded: only the samples inside the long
 window (plus one before it, for interpolation) are kept, capped at ``max_samples``.
@@ -98,6 +107,15 @@ class _Rec(NamedTuple):
     drops: int  # cumulative number of gaps with spend
 
 
+class _Undo(NamedTuple):
+    """How to correct the latest add (a drop): the record before it, and the peaks it hid."""
+
+    pre: _Rec
+    rec: _Rec
+    peak: tuple[float, float] | None  # the peak this drop pushed, if any
+    hidden: tuple[tuple[float, float], ...]  # the lower peaks that push removed, newest first
+
+
 class SpendTracker:
     """Incremental spend tracker: ``add`` each balance sample, ask for a ``forecast``.
 
@@ -129,11 +147,14 @@ class SpendTracker:
         self._burst: deque[_Rec] = deque()  # the records of the last PEAK_WINDOW seconds
         self._expected = _ZERO
         self._expected_since = 0.0
+        self._expected_read = False  # a reading was added while a credit was expected
         self._last_credit: Credit | None = None
         self.lumps_total = _ZERO  # one-off debits kept out of the rate
         # The window rates of the newest record: each poll asks for the forecast before and
         # after adding its sample, so the "before" one is the previous poll's "after".
         self._rates_of: tuple[_Rec, float, float, tuple[float, float, float, float]] | None = None
+        self.reverted_total = _ZERO  # EUR of drops the next reading took back (corrected)
+        self._undo: _Undo | None = None  # how to correct the latest add, when it was a drop
 
     # --- input ----------------------------------------------------------------------------
     def note_expected_credit(self, amount: Decimal) -> None:
@@ -147,6 +168,11 @@ class SpendTracker:
         """
         if not (amount.is_finite() and amount > 0):
             return
+        if self._expected_read:
+            # A reading came since the last one was expected and did not show it: it was seen
+            # (spend hid more than half of it) or never comes. Added to this one it would read
+            # this credit's rise as a phantom spend of its whole amount.
+            self._expected, self._expected_read = _ZERO, False
         if self._expected == 0:
             self._expected_since = self._long[-1].t if self._long else -math.inf
         self._expected += amount
@@ -163,16 +189,22 @@ class SpendTracker:
             return None
         last = self._long[-1]
         t = max(t, last.t)  # a clock going backwards is treated as no time passing
-        dt = t - last.t
-        delta = balance - last.balance
         if self._expected > 0 and t - self._expected_since > self._expected_ttl:
             self._expected = _ZERO
+        undo, self._undo = self._undo, None
+        if undo is not None:
+            level = self._taken_back_to(undo, t, balance)
+            if level is not None and self._correct(undo, level):
+                last = self._long[-1]
+        dt = t - last.t
+        delta = balance - last.balance
         spend, credit, known = _split_gap(delta, self._expected)
         if lump and delta < 0:
             spend, known = _ZERO, False
             self.lumps_total += -delta
         if known and credit > 0:
             self._expected = _ZERO  # consumed by this rise
+        self._expected_read = self._expected > 0
         rec = _Rec(
             t=t,
             balance=balance,
@@ -182,10 +214,16 @@ class SpendTracker:
             drops=last.drops + (1 if spend > 0 else 0),
         )
         merge = dt == 0
+        pre = self._long[-1]
         self._push(rec, merge=merge)
+        peak: tuple[float, float] | None = None
+        hidden: tuple[tuple[float, float], ...] = ()
         if known and len(self._burst) >= 2:
             window = min(PEAK_WINDOW, self.short_window)
-            self._push_peak(rec.t, _window_rate(self._burst, rec.t - window)[0])
+            peak = (rec.t, _window_rate(self._burst, rec.t - window)[0])
+            hidden = self._push_peak(*peak)
+        if delta < 0 and spend > 0 and known and not merge:
+            self._undo = _Undo(pre, rec, peak, hidden)  # the next reading may take it back
         if credit > 0:
             self._last_credit = Credit(t, credit)
             return self._last_credit
@@ -257,10 +295,55 @@ class SpendTracker:
         while self._peaks and self._peaks[0][0] <= horizon:
             self._peaks.popleft()
 
-    def _push_peak(self, t_end: float, rate: float) -> None:
+    def _push_peak(self, t_end: float, rate: float) -> tuple[tuple[float, float], ...]:
+        """Push a gap's window rate; return the peaks it superseded (newest first)."""
+        hidden = []
         while self._peaks and self._peaks[-1][1] <= rate:
-            self._peaks.pop()
+            hidden.append(self._peaks.pop())
         self._peaks.append((t_end, rate))
+        return tuple(hidden)
+
+    def _taken_back_to(self, undo: _Undo, t: float, balance: Decimal) -> Decimal | None:
+        """The level a reading of ``balance`` at ``t`` proves for the drop into ``undo.rec``,
+        or None when it does not take the drop back: a later reading, risen from it, that net
+        of the credit expected (or of none) lands at least half-way back to the level before
+        the drop and not above it. A rise at the drop's own instant is a credit landing,
+        merged as ever. Without the credit, it stays expected for a later rise."""
+        rise = balance - undo.rec.balance
+        if t <= undo.rec.t or rise <= 0:
+            return None
+        expected = self._expected if rise >= self._expected * EXPECTED_MATCH_SHARE else _ZERO
+        # With the credit expected in the rise; or without it, when the rise is more than that
+        # credit (it was matched before it showed): landing on the level before the drop, the
+        # rise is the drop taken back either way. A rise no larger than the credit is it.
+        levels = (balance - expected, balance) if rise > expected else (balance - expected,)
+        for level in levels:
+            if (undo.pre.balance + undo.rec.balance) / 2 <= level <= undo.pre.balance:
+                return level
+        return None
+
+    def _correct(self, undo: _Undo, level: Decimal) -> bool:
+        """Correct the latest record (a drop taken back) to ``level``, its peak with it."""
+        windows = (self._long, self._short, self._burst)
+        if any(len(dq) < 2 or dq[-1] is not undo.rec or dq[-2] is not undo.pre for dq in windows):
+            return False  # not as that add left it: nothing to take back safely
+        if undo.peak is not None and (not self._peaks or self._peaks[-1] != undo.peak):
+            return False
+        spent = undo.pre.balance - level
+        fixed = undo.rec._replace(
+            balance=level,
+            spend=undo.pre.spend + spent,
+            drops=undo.pre.drops + (1 if spent > 0 else 0),
+        )
+        for dq in windows:
+            dq[-1] = fixed
+        if undo.peak is not None:
+            self._peaks.pop()
+            self._peaks.extend(reversed(undo.hidden))
+            window = min(PEAK_WINDOW, self.short_window)
+            self._push_peak(fixed.t, _window_rate(self._burst, fixed.t - window)[0])
+        self.reverted_total += undo.rec.spend - fixed.spend
+        return True
 
     def _confidence(self, short: float, long: float, covered: float, stale: float) -> float:
         """0..1 from four factors, each 1 when that aspect is well backed.

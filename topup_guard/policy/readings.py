@@ -19,8 +19,10 @@ The rules, in order:
    a *lump*: reported and kept out of the rate); if it returns near the trajectory before, the
    held reading was a *misread* and is dropped. While a reading is held the decision sees only
    believed readings, so money never moves on a single outlier; the engine looks again soon.
-Few gaps of history (start-up) give no robust spread: nothing is held, and the decision's own
-thin-forecast rule keeps top-ups one at a time.
+Few gaps of history (start-up) give no robust spread: only a drop of half the balance or more is
+held, and the decision's own thin-forecast rule keeps top-ups one at a time. Half the balance or
+more in one gap is held with history too: a robust threshold wide enough to pass it would let one
+glitch near empty buy the floor's whole need at once.
 """
 
 from __future__ import annotations
@@ -163,14 +165,19 @@ class ReadingJudge:
             if rise_explained or delta < RISE_NOISE:
                 return ""
             return f"a rise of {delta:.2f} EUR that no top-up in flight explains"
+        # Half the balance or more in one gap is confirmed before it can become a rate, with
+        # history or without: a reading near empty buys nearly what an empty one does (the
+        # floor's whole need at once), and a wide spread of recent gaps (or a long gap) can
+        # make the robust threshold exceed the balance itself.
+        half = max(LUMP_MIN_EUR, abs(prev.balance) * START_SHARE)
         threshold = self.drop_threshold(cur.t - prev.t, rate_hint)
         if threshold is None:
-            # No history to judge by (start-up): a drop of half the balance or more in one gap
-            # is confirmed before it can become a rate; one glitch must not buy a storm.
-            threshold = max(LUMP_MIN_EUR, abs(prev.balance) * START_SHARE)
-            if -delta >= threshold:
+            # No history to judge by (start-up): one glitch must not buy a storm.
+            if -delta >= half:
                 return f"a drop of {-delta:.2f} EUR before there is any history to judge it by"
             return ""
+        if -delta >= half:
+            return f"a drop of {-delta:.2f} EUR, half the balance or more in one gap"
         if -delta > threshold:
             return f"a drop of {-delta:.2f} EUR, far beyond the recent spend"
         return ""
