@@ -499,14 +499,15 @@ class Engine:
                 self._clears[Condition.CAP_REACHED] = at
         with self._tracer.start_as_current_span("decide") as span:
             decision = decide(forecast, state, self.params, self._clock.now())
-            span.set_attribute("decision.action", decision.action.value)
-            span.set_attribute("decision.reason", decision.reason)
-            span.set_attribute("decision.count", decision.count)
-            if forecast is not None:
-                span.set_attribute("forecast.rate", forecast.rate)
-                span.set_attribute(
-                    "forecast.time_to_exhaustion", _finite(forecast.time_to_exhaustion)
-                )
+            if span.is_recording():  # without a span destination: five calls saved per poll
+                span.set_attribute("decision.action", decision.action.value)
+                span.set_attribute("decision.reason", decision.reason)
+                span.set_attribute("decision.count", decision.count)
+                if forecast is not None:
+                    span.set_attribute("forecast.rate", forecast.rate)
+                    span.set_attribute(
+                        "forecast.time_to_exhaustion", _finite(forecast.time_to_exhaustion)
+                    )
         s = self.status
         s.decision = decision
         s.topups_last_hour, s.topups_last_day = use.last_hour, use.last_day
