@@ -115,3 +115,15 @@ def test_a_guard_with_an_otlp_endpoint_loads_the_opentelemetry_sdk(
         "opentelemetry.sdk.trace",
         "opentelemetry.sdk.metrics",
     }
+
+
+def test_the_worker_builds_the_whole_parser_without_loading_other_commands_or_the_simulator(
+    tmp_path: Path, sim_url: str
+) -> None:
+    modules = loaded_modules(tmp_path, sim_url, TOPUP_GUARD_SIGNAL_PORT=str(free_port()))
+
+    others = ("topup_guard.cli.account", "topup_guard.cli.account_secrets", "topup_guard.cli.check")
+    others += ("topup_guard.cli.manual_topup", "topup_guard.cli.ledger", "topup_guard.cli.explain")
+    others += ("topup_guard.sim", "topup_guard.audit")
+    assert "topup_guard.cli.commands" in modules  # the parser was built
+    assert families(modules, *others) == set()

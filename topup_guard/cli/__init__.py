@@ -20,9 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from topup_guard.tlsdefer import import_aiohttp
 
     import_aiohttp()  # before the commands do: no CA bundle read that plain HTTP never needs
-    import topup_guard.cli.account as account
-    import topup_guard.cli.explain as explain
-    import topup_guard.cli.ledger as ledger
+    import topup_guard.cli.commands as commands
     import topup_guard.cli.worker as worker
 
     parser = argparse.ArgumentParser(
@@ -32,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"topup-guard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     worker.register(sub)
-    account.register(sub)
-    ledger.register(sub)
-    explain.register(sub)
+    commands.register_account(sub)
+    commands.register_ledger(sub)
+    commands.register_explain(sub)
     return parser
 
 

@@ -1,9 +1,10 @@
 """The Account API as commands: balance, top-up, settings, config, subaccounts, transfer.
 
-Secrets live in ``account_secrets.py`` and ``check`` in ``check.py``; :func:`register` adds them
-all. Commands that move money (``top-up``, ``transfer``) ask first on a terminal, need ``--yes``
-otherwise, never retry, and say "outcome unknown" when Vonage's answer cannot tell whether the
-money moved — a blind second attempt could charge twice.
+Secrets live in ``account_secrets.py`` and ``check`` in ``check.py``; their arguments are in
+``commands.py``, which imports these modules only when one of their commands runs. Commands that
+move money (``top-up``, ``transfer``) ask first on a terminal, need ``--yes`` otherwise, never
+retry, and say "outcome unknown" when Vonage's answer cannot tell whether the money moved — a
+blind second attempt could charge twice.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from topup_guard.cli import account_secrets, check, manual_topup
 from topup_guard.cli._common import (
     AMBIGUOUS,
-    add_json,
-    add_yes,
     client_for,
     confirm,
     emit,
@@ -26,59 +24,9 @@ from topup_guard.cli._common import (
     money_json,
     rounded,
     settings_for_api,
-    sync,
 )
 from topup_guard.config import load_settings
 from topup_guard.model import AccountSettings, Balance, Subaccount
-
-FORWARD_METHODS = ("GET_QUERY_PARAMS", "POST_QUERY_PARAMS", "POST_JSON")
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("balance", help="show the balance (EUR) and the auto-reload state")
-    add_json(p)
-    p.set_defaults(handler=sync(balance))
-
-    p = sub.add_parser(
-        "top-up", help="charge the auto-reload amount to the stored payment method, once"
-    )
-    add_json(p)
-    add_yes(p)
-    manual_topup.register_flags(p)
-    p.set_defaults(handler=sync(manual_topup.top_up))
-
-    p = sub.add_parser("settings", help="show or change the account's callback settings")
-    ssub = p.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
-    show = ssub.add_parser("show", help="show the current settings")
-    add_json(show)
-    show.set_defaults(handler=sync(settings_show))
-    change = ssub.add_parser("set", help="change callback URLs (an empty string clears one)")
-    change.add_argument("--mo-callback-url", metavar="URL", help="inbound SMS webhook")
-    change.add_argument("--dr-callback-url", metavar="URL", help="delivery receipt webhook")
-    change.add_argument("--http-forward-method", choices=FORWARD_METHODS)
-    add_json(change)
-    change.set_defaults(handler=sync(settings_set))
-
-    account_secrets.register(sub)
-    check.register(sub)
-
-    p = sub.add_parser("config", help="print the effective settings, secrets masked")
-    add_json(p)
-    p.set_defaults(handler=show_config)
-
-    p = sub.add_parser("subaccounts", help="list the subaccounts and their balances")
-    add_json(p)
-    p.set_defaults(handler=sync(subaccounts))
-
-    p = sub.add_parser("transfer", help="move balance between the primary and a subaccount")
-    p.add_argument("--from", dest="from_key", required=True, metavar="KEY")
-    p.add_argument("--to", dest="to_key", required=True, metavar="KEY")
-    p.add_argument("--amount", required=True, metavar="EUR")
-    p.add_argument("--reference", metavar="TEXT")
-    add_json(p)
-    add_yes(p)
-    p.set_defaults(handler=sync(transfer))
-
 
 # --- balance --------------------------------------------------------------------------------
 

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from topup_guard.cli._common import (
     AMBIGUOUS,
-    add_json,
     client_for,
     emit,
     err,
@@ -39,7 +38,6 @@ from topup_guard.cli._common import (
     say,
     settings_for_api,
     stdin_is_tty,
-    sync,
 )
 from topup_guard.config import Settings
 from topup_guard.errors import ConfigError, VonageError
@@ -51,36 +49,6 @@ MAX_SECRETS = 2
 GENERATED_LENGTH = 24
 """Within Vonage's 8-25; 24 characters of 62 symbols is about 142 bits."""
 _ALPHABET = string.ascii_letters + string.digits
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("secrets", help="list, create, revoke or rotate API secrets")
-    ssub = p.add_subparsers(dest="secrets_command", required=True, metavar="ACTION")
-
-    lst = ssub.add_parser("list", help="list the secrets' ids and creation times")
-    add_json(lst)
-    lst.set_defaults(handler=sync(secrets_list))
-
-    create = ssub.add_parser("create", help="add a secret read from stdin or --secret-file")
-    create.add_argument("--secret-file", type=Path, metavar="FILE", help="read the secret here")
-    add_json(create)
-    create.set_defaults(handler=sync(secrets_create))
-
-    revoke = ssub.add_parser("revoke", help="revoke a secret by id")
-    revoke.add_argument("secret_id", metavar="ID")
-    add_json(revoke)
-    revoke.set_defaults(handler=sync(secrets_revoke))
-
-    rotate = ssub.add_parser("rotate", help="create, prove and hand over a new secret, then revoke")
-    rotate.add_argument(
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="write the new secret here (0600, must not exist)",
-    )
-    rotate.add_argument("--revoke", metavar="ID", help="the id of the old secret to revoke")
-    add_json(rotate)
-    rotate.set_defaults(handler=sync(secrets_rotate))
 
 
 def _secret_json(s: Secret) -> dict[str, str]:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from topup_guard import limits
 from topup_guard.audit import iso
-from topup_guard.cli._common import add_json, client_for, emit, err, eur, settings_for_api, sync
+from topup_guard.cli._common import client_for, emit, err, eur, settings_for_api
 from topup_guard.config import Settings, env_name
 from topup_guard.errors import LedgerError, VonageError
 
@@ -52,19 +52,6 @@ TRX_UNVERIFIED = Finding(
     "set, but it cannot be verified without spending money: Vonage checks it only on a real "
     "top-up (`topup-guard top-up` charges the card once)",
 )
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("check", help="validate the configuration against the account")
-    p.add_argument(
-        "--live", action="store_true", help="only ask the running worker's /livez (exec probe)"
-    )
-    p.add_argument("--url", metavar="URL", help="the /livez URL for --live")
-    p.add_argument(
-        "--slack", action="store_true", help="also send a test message through the configured Slack"
-    )
-    add_json(p)
-    p.set_defaults(handler=sync(check))
 
 
 def policy_findings(s: Settings) -> list[Finding]:

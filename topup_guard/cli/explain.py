@@ -15,26 +15,12 @@ import os
 from typing import Any
 
 from topup_guard.audit import read_audit
-from topup_guard.cli._common import add_json, emit, err, sync
+from topup_guard.cli._common import emit, err
 from topup_guard.cli.check import DEFAULT_HEALTH_PORT
 from topup_guard.cli.ledger import timeline_json, timeline_text
 from topup_guard.config import env_name, load_settings
 
 STATUS_TIMEOUT = 2.0  # seconds: a local server answers at once, or is not there
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "explain",
-        help="the last decision with its inputs (a running guard's /status, else the ledger)",
-    )
-    p.add_argument(
-        "--url",
-        metavar="URL",
-        help="the guard's /status (default: http://127.0.0.1:$TOPUP_GUARD_HEALTH_PORT/status)",
-    )
-    add_json(p)
-    p.set_defaults(handler=sync(explain))
 
 
 def default_status_url(environ_port: str | None) -> str | None:

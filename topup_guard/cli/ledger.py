@@ -14,47 +14,14 @@ import time
 from typing import Any
 
 from topup_guard.audit import iso, parse_since, primary_key, read_audit, read_transfers
-from topup_guard.cli._common import add_json, emit, eur, money_json, say, sync
+from topup_guard.cli._common import emit, eur, money_json, say
+from topup_guard.cli.commands import STATES
 from topup_guard.cli.ledger_transfers import transfer_json, transfer_text
 from topup_guard.config import load_settings
 from topup_guard.errors import ConfigError
 from topup_guard.fleet.transfer_view import TransferTimeline
 from topup_guard.ledger.base import AttemptState
 from topup_guard.ledger.timeline import AuditTrail, LedgerEvent, Timeline
-
-STATES = tuple(s.value for s in AttemptState)
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "ledger",
-        help="every top-up attempt (and, in fleet mode, balance transfer) with its timeline, "
-        "evidence and reason (read-only)",
-        description="Reads the ledger the configuration selects (TOPUP_GUARD_REDIS_URL, else "
-        "the SQLite file at TOPUP_GUARD_STATE_PATH) without writing to it.",
-    )
-    p.add_argument(
-        "--since",
-        metavar="WHEN",
-        help="only attempts created since: a duration (90s, 30m, 2h, 7d) or an ISO time "
-        "(2026-12-01T09:30, UTC unless an offset is given); default: all",
-    )
-    p.add_argument(
-        "--state",
-        action="append",
-        default=[],
-        metavar="STATE",
-        help="only attempts (and transfers) now in this state (repeatable or comma-separated): "
-        + ", ".join(STATES),
-    )
-    p.add_argument(
-        "--account",
-        metavar="KEY",
-        help="fleet mode: only this account: a subaccount's key shows its transfers, the "
-        "primary's key its top-ups",
-    )
-    add_json(p)
-    p.set_defaults(handler=sync(ledger))
 
 
 def wanted_states(given: list[str]) -> set[AttemptState] | None:

@@ -39,15 +39,6 @@ from topup_guard.topup import SafeTopUp, SendOutcome, TopUpRequest
 from topup_guard.vonage.client import VonageClient
 
 
-def register_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="top up even when the caps, the breaker or TOPUP_GUARD_DRY_RUN would stop the "
-        "guard (recorded in the ledger as forced)",
-    )
-
-
 async def top_up(args: argparse.Namespace) -> int:
     settings = settings_for_api("trx")
     if (stop := refuse_unconfirmed(args, "top up")) is not None:

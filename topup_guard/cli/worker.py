@@ -15,12 +15,24 @@ from typing import Any
 from topup_guard.config import load_settings
 from topup_guard.errors import ConfigError
 
+_GAME_DAY = "(the game-day controls)"  # replaced by the text when ``simulate --help`` prints
+
+
+class _GameDayHelp(argparse.RawDescriptionHelpFormatter):
+    """Writes the game-day text only when help is printed: building it imports the simulator's
+    faults and account model, which ``run`` (the same parser) never needs."""
+
+    def add_text(self, text: str | None) -> None:
+        if text is _GAME_DAY:
+            from topup_guard.sim.gameday import game_day_help
+
+            text = game_day_help()
+        super().add_text(text)
+
 
 def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run the guard (configured only by environment variables)")
     run.set_defaults(handler=_run)
-
-    from topup_guard.sim.gameday import game_day_help  # text only: aiohttp.web stays unloaded
 
     sim = sub.add_parser(
         "simulate",
@@ -28,8 +40,8 @@ def register(sub: Any) -> None:
         description="A simulated Vonage account (rest and api hosts on one port) accepting the "
         "demo credentials unless VONAGE_API_KEY / VONAGE_API_SECRET / TOPUP_GUARD_TRX (or their "
         "_FILE variants) say otherwise.",
-        epilog=game_day_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_GAME_DAY,
+        formatter_class=_GameDayHelp,
     )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8089)

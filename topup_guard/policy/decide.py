@@ -247,25 +247,26 @@ def decide(
     elapsed = max(0.0, now - f.t)
     settling = state.credit_in_flight > 0 if state.settling is None else state.settling
     waiting = state.in_flight or settling or state.doubt_ends_in is not None
-    poll = params.poll_min if waiting else next_poll(f, params, now)
-    lead = lead_time(params, poll, state.latency)
     counted, doubt_note, despite = _credit_counted(f, state, params, elapsed)
-    projected = f.balance - _money(f.rate * (elapsed + lead)) + counted
     tte = (
         time_to_level(f.balance + counted, Decimal(0), f.rate) if counted else f.time_to_exhaustion
     )
     exhaustion = tte - elapsed <= params.horizon
     below = f.balance + counted < params.min_balance
-    numbers = _numbers(f, projected, params, lead) + doubt_note
 
     hold, burst, level = _headroom(f, state, params)
     available = f.balance - _money(f.rate * elapsed) + counted
     short = f.rate > 0 and available < level  # cannot sleep a full poll interval
-    if not short and not waiting:
+    # With headroom the guard sleeps a full poll interval; the projection is over that sleep.
+    if waiting:
+        poll = params.poll_min
+    elif short:
+        poll = next_poll(f, params, now)
+    else:
         poll = params.poll_interval
-        lead = lead_time(params, poll, state.latency)
-        projected = f.balance - _money(f.rate * (elapsed + lead)) + counted
-        numbers = _numbers(f, projected, params, lead) + doubt_note
+    lead = lead_time(params, poll, state.latency)
+    projected = f.balance - _money(f.rate * (elapsed + lead)) + counted
+    numbers = _numbers(f, projected, params, lead) + doubt_note
 
     if state.messages_refused:
         # Messages are being refused for lack of credit: whatever the balance says, it cannot

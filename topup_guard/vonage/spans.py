@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 from yarl import URL
@@ -37,12 +37,21 @@ def route(path: str) -> str:
     return path
 
 
-@contextmanager
-def client_span(tracer: Tracer, method: str, base_url: str, path: str) -> Iterator[Span]:
+def client_span(
+    tracer: Tracer, method: str, base_url: str, path: str
+) -> AbstractContextManager[Span]:
     """The span around one call; the caller sets the status code with :func:`set_status_code`."""
-    if not records(tracer):  # spans go nowhere: skip parsing the URL and building attributes
-        yield INVALID_SPAN
-        return
+    if not records(tracer):  # spans go nowhere: no URL parsed, no attributes, no generator
+        return _NO_SPAN
+    return _client_span(tracer, method, base_url, path)
+
+
+# nullcontext keeps no state between uses: one instance serves every call.
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+
+
+@contextmanager
+def _client_span(tracer: Tracer, method: str, base_url: str, path: str) -> Iterator[Span]:
     url = URL(base_url)
     attributes: dict[str, str | int] = {
         "http.request.method": method,
@@ -68,5 +77,5 @@ def client_span(tracer: Tracer, method: str, base_url: str, path: str) -> Iterat
 
 def set_status_code(span: Span, status: int | None) -> None:
     """Record the HTTP status when an answer arrived (none for a reset or a timeout)."""
-    if status is not None:
+    if status is not None and span is not INVALID_SPAN:
         span.set_attribute("http.response.status_code", status)
