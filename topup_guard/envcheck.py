@@ -8,7 +8,6 @@ in a log or a CI transcript).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -32,7 +31,7 @@ def unknown_variables(environ: Mapping[str, str], known: Collection[str]) -> lis
             problems.append(_unknown(name, known))
         elif name.startswith(SHARED_PREFIX):
             ours = [k for k in known if k.startswith(SHARED_PREFIX)]
-            if difflib.get_close_matches(name, ours, n=1, cutoff=_NEAR_MISS):
+            if _close(name, ours, _NEAR_MISS):
                 problems.append(_unknown(name, ours))
     return problems
 
@@ -71,7 +70,7 @@ def _unknown(name: str, known: Iterable[str]) -> str:
     if prefix == OWN_PREFIX:  # TOPUP_GUARD_API_KEY means VONAGE_API_KEY
         tails |= {k.removeprefix(SHARED_PREFIX): k for k in known if k.startswith(SHARED_PREFIX)}
     tail = name.removeprefix(prefix)
-    close = [tails[t] for t in difflib.get_close_matches(tail, sorted(tails), 1, _SUGGEST)]
+    close = [tails[t] for t in _close(tail, sorted(tails), _SUGGEST)]
     what = f"{name}: not a variable topup-guard reads"
     if name.endswith("_FILE") and name.removesuffix("_FILE") in known:
         return f"{what}: only secrets have a _FILE variant; set {name.removesuffix('_FILE')}"
@@ -122,3 +121,10 @@ _SENTENCES = {
     "path_type": "must be a file path",
     "missing": "is required but not set",
 }
+
+
+def _close(word: str, candidates: Iterable[str], cutoff: float) -> list[str]:
+    """difflib's closest match, imported only when a name needs one (rare: a typo)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(candidates), n=1, cutoff=cutoff)

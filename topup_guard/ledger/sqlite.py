@@ -12,9 +12,13 @@ import logging
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from topup_guard.errors import LedgerError
 from topup_guard.ledger.base import Attempt, AttemptState, LedgerBusyError
+
+if TYPE_CHECKING:
+    from topup_guard.ledger.timeline import AuditTrail
 
 log = logging.getLogger("topup_guard.ledger")
 SCHEMA_VERSION = "1"
@@ -315,7 +319,6 @@ class SqliteLedger:
 # copy. So the file is opened through a ``mode=ro`` URI; when even that fails because SQLite
 # cannot create the WAL index (``-shm``) in a read-only directory, and no write-ahead log is
 # waiting to be checkpointed, ``immutable=1`` reads the file as it is.
-from topup_guard.ledger.timeline import AuditTrail, LedgerEvent, Timeline  # noqa: E402
 
 _EVENTS = """
 SELECT attempt_id, state, wall, epoch, holder, credited, evidence, detail
@@ -356,6 +359,9 @@ def open_read_only(path: Path | str) -> tuple[sqlite3.Connection, str]:
 
 
 def read_timelines(path: Path | str, *, since_wall: float | None = None) -> AuditTrail:
+    # Imported here: ``run`` never reads timelines (the ``ledger`` command does).
+    from topup_guard.ledger.timeline import AuditTrail, LedgerEvent, Timeline
+
     """Every attempt created at or after ``since_wall`` (all if None), oldest first, with its
     events; read-only (``open_read_only``)."""
     db, note = open_read_only(path)
