@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.report import table
 from topup_guard.clock import VirtualClock
+from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET, DEMO_TRX
 from topup_guard.fleet import tracegen
 from topup_guard.fleet.trace import FleetTrace, format_fleet_trace, parse_fleet_trace
 from topup_guard.sim.account import SimAccount
@@ -49,7 +50,7 @@ def _scenario(raw: dict[str, Any]) -> Scenario:
 
 def _account(scenario: Scenario, trace: FleetTrace | None) -> SimAccount:
     return SimAccount.from_scenario(
-        scenario, api_key="bench123", api_secret="BenchSecret1", trx="0" * 32, fleet_trace=trace
+        scenario, api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET, trx=DEMO_TRX, fleet_trace=trace
     )
 
 
