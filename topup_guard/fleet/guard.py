@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -62,7 +62,6 @@ log = logging.getLogger("topup_guard.fleet")
 NAMED_IN_SHORTFALL = 8
 # While a transfer is in doubt, the next cycle (and its listing) comes this soon.
 DOUBT_POLL_S = 5.0
-# Seconds after a cycle's list call within which the fleet is considered seen (for /readyz).
 _DECIDE_CAP = 50  # transfers one account may be decided at most (policy bound, not a cap)
 
 
@@ -124,8 +123,6 @@ class FleetGuard:
         # (key, seconds to empty) of accounts the primary could not fund, soonest first
         self.shortfall: list[tuple[str, float]] = []
         self._stop: asyncio.Event | None = None
-        self._failures = 0
-        self._fleet_conditions: dict[Condition, str] = {}
         self._in_doubt: set[str] = set()
 
     @staticmethod
@@ -167,9 +164,7 @@ class FleetGuard:
             try:
                 overview = await self._read()
             except VonageError as exc:
-                self._failures += 1
                 return self.primary.read_failed(exc)
-            self._failures = 0
             now = self._clock.now()
             active = self._observe(overview, now)
             span.set_attribute("fleet.accounts", len(active))
@@ -393,7 +388,6 @@ class FleetGuard:
             fleet[Condition.TRANSFER_IN_DOUBT] = _listing(
                 "have a transfer the listing has not settled yet", doubt
             )
-        self._fleet_conditions = fleet
         primary = self._primary_sink.conditions
         merged: dict[Condition, str] = dict(primary.active) if primary else {}
         merged.update(fleet)
@@ -476,6 +470,3 @@ def _secs(value: float) -> str:
 
 def _finite(value: float) -> float | None:
     return None if math.isinf(value) or math.isnan(value) else round(value, 1)
-
-
-ViewFn = Callable[[], dict[str, Any]]
