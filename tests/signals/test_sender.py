@@ -91,11 +91,12 @@ async def test_a_server_that_never_answers_costs_the_sender_nothing_and_times_ou
     failed = sender.stats().failed
     started = time.perf_counter()
     signals.forward_sms_answer(SMS, url=silent_server)
-    call_s = time.perf_counter() - started
+    # The call came back before the post it queued gave up: it never waits on the network.
+    # (How fast it returns is measured in bench/, not asserted here: a loaded CI machine.)
+    assert sender.stats().failed == failed, "the call waited for the post to time out"
     await until(lambda: sender.stats().failed == failed + 1, timeout=2.0)
     gave_up_s = time.perf_counter() - started
-    assert call_s < 0.01, f"the call took {call_s * 1000:.1f} ms"
-    assert 0.09 <= gave_up_s < 0.5, f"gave up after {gave_up_s * 1000:.0f} ms"
+    assert 0.09 <= gave_up_s < 1.0, f"gave up after {gave_up_s * 1000:.0f} ms"
 
 
 async def test_a_burst_at_a_dead_guard_is_dropped_not_queued_and_never_blocks(
@@ -109,7 +110,8 @@ async def test_a_burst_at_a_dead_guard_is_dropped_not_queued_and_never_blocks(
         slowest = max(slowest, time.perf_counter() - started)
     await until(lambda: sender.stats().pending == 0, timeout=5.0)
     after = sender.stats()
-    assert slowest < 0.05, f"one call took {slowest * 1000:.1f} ms"
+    # No call waited for a post to time out (100 ms): a dead guard never blocks the sender.
+    assert slowest < 0.09, f"one call took {slowest * 1000:.1f} ms"
     assert after.dropped - before.dropped >= 3000 - 2  # one or two timed out, the rest dropped
     assert after.failed - before.failed <= 2
 
