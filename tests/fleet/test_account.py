@@ -63,15 +63,48 @@ def test_an_idle_subaccount_above_its_floor_asks_for_nothing() -> None:
     assert guard.flow() == (0.0, 0.0)
 
 
-def test_an_unchanged_reading_adds_nothing_until_the_refresh_is_due() -> None:
+def test_an_unchanged_reading_adds_nothing_and_a_quiet_account_never_grows() -> None:
     guard = SubaccountGuard(sub("40"), RULES, BASE)
     assert guard.observe(sub("40"), 0.0)
     assert guard.observe(sub("40"), 0.5)  # the second record: a forecast needs two
     decide(guard, 0.5)
     assert not guard.observe(sub("40"), 1.0)  # idle: the last record stands
     assert not guard.observe(sub("40"), IDLE_REFRESH_S - 1)
-    assert guard.observe(sub("40"), IDLE_REFRESH_S + 1)
-    assert guard.observe(sub("39"), IDLE_REFRESH_S + 2)  # a change is always taken
+    # Nothing was ever spent: a refresh would teach the windows nothing, however long it is.
+    for hour in range(1, 25):
+        assert not guard.observe(sub("40"), hour * 3600.0)
+        decide(guard, hour * 3600.0)
+    assert guard.tracker.forecast(0.0) is not None
+    assert guard.tracker.forecast(0.0).samples == 2  # type: ignore[union-attr]
+    assert guard.observe(sub("39"), 24 * 3600.0 + 2)  # a change is always taken
+
+
+def test_an_unchanged_reading_refreshes_windows_that_still_hold_spend() -> None:
+    guard = SubaccountGuard(sub("40"), RULES, BASE)
+    now = feed(guard, ["40", "39", "38"], step=60.0)
+    decide(guard, now)
+    assert guard.flow()[0] > 0
+    assert not guard.observe(sub("38"), now + IDLE_REFRESH_S - 1)
+    assert guard.observe(sub("38"), now + IDLE_REFRESH_S + 1)  # the old spend must slide out
+
+
+def test_a_burst_after_a_long_quiet_stretch_is_measured_over_the_last_cycle() -> None:
+    """The quiet readings were not recorded, but they were seen: the drop happened within the
+    last cycle, not spread over the hour since the last record (a burst read as a trickle)."""
+    guard = SubaccountGuard(sub("40"), RULES, BASE)
+    feed(guard, ["40", "40"], step=1.0)
+    decide(guard, 1.0)
+    t = 1.0
+    while t < 3600.0:
+        t += 2.0
+        assert not guard.observe(sub("40"), t)
+        decide(guard, t)
+    assert guard.observe(sub("36"), t + 2.0)  # 4 EUR in 2 s
+    decide(guard, t + 2.0)
+    _, burst = guard.flow()
+    # The peak is the rate over the worst 30-s window: all 4 EUR fall inside one. Spread over
+    # the quiet hour it would read 4/3600 EUR/s, and the account would not be funded for it.
+    assert burst >= 4 / 30 * 0.99, f"4 EUR in 2 s read as {burst:.4f} EUR/s"
 
 
 def test_an_idle_subaccount_below_its_floor_is_funded_on_its_second_reading() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -417,3 +418,46 @@ def test_a_credit_expected_but_not_shown_is_not_added_to_the_next_one() -> None:
     f = tracker.forecast(63.0)
     assert f is not None
     assert f.rate < 0.2, f
+
+
+# --- thinning (a fleet's thousand trackers) -------------------------------------------------
+@given(st.lists(st.tuples(st.sampled_from([1.0, 2.0, 30.0, 61.0, 400.0]), balances), min_size=2,
+                max_size=120))  # fmt: skip
+def test_thinning_old_records_leaves_the_short_window_and_the_peak_exactly_as_they_were(
+    steps: list[tuple[float, Decimal]],
+) -> None:
+    plain, thinned = SpendTracker(), SpendTracker(old_spacing=300.0)
+    t = 0.0
+    for dt, b in steps:
+        t += dt
+        plain.add(BalanceSample(t, b))
+        thinned.add(BalanceSample(t, b))
+    a, b_ = plain.forecast(t), thinned.forecast(t)
+    assert a is not None
+    assert b_ is not None
+    assert (b_.t, b_.balance, b_.rate_short, b_.peak_rate) == (a.t, a.balance, a.rate_short,
+                                                                a.peak_rate)  # fmt: skip
+    assert b_.samples <= a.samples
+    assert math.isfinite(b_.rate_long)
+    assert b_.rate_long >= 0
+
+
+def test_thinned_long_window_keeps_the_rate_with_a_third_of_the_records() -> None:
+    """Three hours of a bursty account read every 2 s, recorded about once a minute."""
+    rng = random.Random(7)
+    plain, thinned = SpendTracker(), SpendTracker(old_spacing=300.0)
+    balance, t, last_t = Decimal(10_000), 0.0, -1e9
+    while t < 3 * 3600:
+        t += 2.0
+        burst = int(t) % 1800 < 120
+        balance -= Decimal("0.05") * rng.randint(5 if burst else 0, 20 if burst else 2)
+        if t - last_t >= 60.0:  # the fleet records about once a minute
+            plain.add(BalanceSample(t, balance))
+            thinned.add(BalanceSample(t, balance))
+            last_t = t
+    a, b = plain.forecast(t), thinned.forecast(t)
+    assert a is not None
+    assert b is not None
+    assert b.samples <= a.samples / 2.5, (a.samples, b.samples)
+    assert b.rate_long == pytest.approx(a.rate_long, rel=0.02)
+    assert (b.rate_short, b.peak_rate) == (a.rate_short, a.peak_rate)

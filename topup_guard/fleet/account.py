@@ -11,9 +11,13 @@ few seconds would otherwise give each a record every few seconds. Every reading 
 judge keeps a few numbers), and the decision always sees the latest believed balance; but the
 spend windows record a reading only every ``RECORD_SPACING_S`` (a rate needs no finer grain),
 at once when it settles a transfer or is a lump, and a reading that repeats the last one (an
-idle account) refreshes nothing for up to ``IDLE_REFRESH_S``: the decision for an unchanged
-balance can only relax with time. Neither applies before the windows hold two records: an idle
-account below its floor needs its second record to be funded at all, not minutes later.
+idle account) refreshes nothing for up to ``IDLE_REFRESH_S`` (the decision for an unchanged
+balance can only relax with time), and nothing at all once the windows hold no spend. Those
+quiet readings were still seen: when the balance moves, the last of them is recorded first, so
+the change is dated to the last cycle, not spread over the quiet stretch. None of this applies
+before the windows hold two records: an idle account below its floor needs its second record to
+be funded at all, not minutes later. Records older than the short window are thinned
+(``OLD_SPACING_S``). So a quiet account keeps two records and a busy one about twenty.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ SURPRISE_MIN_EUR = Decimal("0.5")
 CONFIRM_DELAY = 1.0
 # Records kept per window: enough for the rate, bounded for a thousand accounts.
 MAX_SAMPLES = 200
+# Records older than the short window are thinned to about one per this many seconds: the long
+# window needs no finer grain, and a steady account then keeps ~20 records, not ~60 an hour.
+OLD_SPACING_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,7 @@ class SubaccountGuard:
             on_doubt="wait",  # a transfer in doubt is settled by listing within seconds
             keep_floor_when_idle=True,
         )
-        self.tracker = SpendTracker(*windows, max_samples=MAX_SAMPLES)
+        self.tracker = SpendTracker(*windows, max_samples=MAX_SAMPLES, old_spacing=OLD_SPACING_S)
         self.judge = ReadingJudge()
         self.spendable: Decimal | None = None
         self.suspended = sub.suspended
@@ -85,6 +92,7 @@ class SubaccountGuard:
         self._latest: BalanceSample | None = None  # believed, maybe newer than the windows
         self._records = 0
         self._credit_pending = False  # a transfer landed since the last reading: a rise is due
+        self._flat_seen_at = -1e18  # the latest unrecorded reading that repeated the last one
         self.misread = ""
 
     # --- observe ---------------------------------------------------------------------------
@@ -100,10 +108,19 @@ class SubaccountGuard:
             spendable == self.spendable
             and self.forecast is not None  # a forecast needs two records: take the second
             and not self._credit_pending
-            and now - self._recorded_at < IDLE_REFRESH_S
             and self.judge.held is None
+            and (now - self._recorded_at < IDLE_REFRESH_S or self._nothing_to_forget())
         ):
+            self._flat_seen_at = now
             return False  # idle: nothing new to learn, the last decision stands
+        if (
+            spendable != self.spendable
+            and self.spendable is not None
+            and self._flat_seen_at - self._recorded_at >= RECORD_SPACING_S
+        ):
+            # The balance stood still, unrecorded, until the last cycle: say so first, or the
+            # change would be spread over the whole quiet stretch (a burst read as a trickle).
+            self._record_flat(self.spendable, self._flat_seen_at)
         sample = BalanceSample(now, spendable)
         verdicts = self.judge.judge(
             sample, rise_explained=self._credit_pending, rate_hint=self._rate()
@@ -139,6 +156,22 @@ class SubaccountGuard:
         self.spendable = sample.balance
         self._latest = sample
         return True
+
+    def _nothing_to_forget(self) -> bool:
+        """The windows hold no spend: a refresh record would teach them nothing, so a quiet
+        account keeps a few records, not one every ``IDLE_REFRESH_S``."""
+        f = self.forecast
+        return f is not None and f.rate <= 0 and f.peak_rate <= 0
+
+    def _record_flat(self, balance: Decimal, t: float) -> None:
+        for judged in self.judge.judge(BalanceSample(t, balance), rate_hint=self._rate()):
+            if judged.kind not in (Kind.HELD, Kind.MISREAD, Kind.STALE):
+                try:
+                    self.tracker.add(judged.sample)
+                except ValueError:
+                    return
+                self._recorded_at = judged.sample.t
+                self._records += 1
 
     def _surprise(self, sample: BalanceSample) -> bool:
         """The drop since the last record is more than the windows' rate explains."""

@@ -26,7 +26,10 @@ A correction only ever lowers spend and adds known time, so it never raises a ra
 
 Windows end at the latest sample; ``now`` only lowers confidence when that sample is stale (the
 caller extrapolates from ``Forecast.t``). Memory is bounded: only the samples inside the long
-window (plus one before it, for interpolation) are kept, capped at ``max_samples``.
+window (plus one before it, for interpolation) are kept, capped at ``max_samples``. With
+``old_spacing`` (a fleet keeps a thousand trackers), the samples older than the short window are
+thinned to about one per ``old_spacing`` seconds: they serve only the long window, whose totals
+are running sums and so stay exact; only the interpolation inside its first gap grows coarser.
 """
 
 from __future__ import annotations
@@ -129,6 +132,7 @@ class SpendTracker:
         *,
         max_samples: int = 10_000,
         expected_credit_ttl: float | None = None,
+        old_spacing: float | None = None,
     ) -> None:
         if not 0 < short_window <= long_window:
             raise ValueError("need 0 < short_window <= long_window")
@@ -137,6 +141,8 @@ class SpendTracker:
         self.short_window = short_window
         self.long_window = long_window
         self._max_samples = max_samples
+        self._old_spacing = old_spacing
+        self._old_seen = -math.inf  # the newest record already considered for thinning
         # An expected credit that never shows (a top-up reflected very late) must not be matched
         # against an unrelated rise much later.
         self._expected_ttl = short_window if expected_credit_ttl is None else expected_credit_ttl
@@ -208,9 +214,10 @@ class SpendTracker:
         rec = _Rec(
             t=t,
             balance=balance,
-            spend=last.spend + spend,
-            covered=last.covered + (dt if known else 0.0),
-            credit=last.credit + credit,
+            # Unchanged totals share the previous record's objects (a Decimal is ~100 bytes).
+            spend=last.spend + spend if spend else last.spend,
+            covered=last.covered + dt if known and dt else last.covered,
+            credit=last.credit + credit if credit else last.credit,
             drops=last.drops + (1 if spend > 0 else 0),
         )
         merge = dt == 0
@@ -294,6 +301,26 @@ class SpendTracker:
         horizon = rec.t - self.long_window
         while self._peaks and self._peaks[0][0] <= horizon:
             self._peaks.popleft()
+        if self._old_spacing is not None:
+            self._thin_old(self._old_spacing)
+
+    def _thin_old(self, spacing: float) -> None:
+        """Drop each record that has just left the short window when its neighbours are within
+        ``spacing`` of each other. The short window is a suffix of the long one; the long
+        window's first record (the start of the gap straddling its boundary) is always kept."""
+        long = self._long
+        seam = len(long) - len(self._short)  # long[seam] is the short window's first record
+        j = seam - 1
+        while j >= 1 and long[j].t > self._old_seen:
+            j -= 1
+        j += 1
+        while 1 <= j < seam:
+            self._old_seen = long[j].t
+            if long[j + 1].t - long[j - 1].t <= spacing:
+                del long[j]
+                seam -= 1
+            else:
+                j += 1
 
     def _push_peak(self, t_end: float, rate: float) -> tuple[tuple[float, float], ...]:
         """Push a gap's window rate; return the peaks it superseded (newest first)."""
