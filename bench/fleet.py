@@ -5,8 +5,9 @@ Measured on real processes over real HTTP, as ``bench/footprint.py`` measures th
 - CPU per cycle: CPU time of every thread of the guard over a stretch of cycles, divided by the
   subaccount list calls the simulator answered (one per cycle), median of ~5 s slices
   (goal: <= 50 ms — the list call's JSON for 1,000 accounts, 1,000 observations and decisions);
-- RSS growth: the fleet guard's RSS after the stretch minus a single-account guard's RSS against
-  the same simulator, both with the sender-signal server off (goal: <= 20 MB);
+- RSS growth: the fleet guard's highest RSS over the stretch minus a single-account guard's RSS
+  against the same simulator, both with the sender-signal server off (goal: <= 20 MB). The spend
+  windows fill over an hour: ``--window 3900`` measures the steady state (README);
 - calls: list calls per cycle (the guard's own count in ``/status`` against the simulator's),
   and ``get-balance`` calls (none: the list call reads the primary too).
 """
@@ -54,6 +55,7 @@ class FleetFigures:
     list_calls_guard: int
     balance_calls: int
     transfers: int
+    rss_curve: list[tuple[float, float]]  # (seconds into the window, fleet RSS MB)
 
     @property
     def rss_growth_mb(self) -> float:
@@ -156,13 +158,16 @@ def measure(
             with guard(sim, work, health, fleet_file=str(fleet_file), **fast) as (proc, _):
                 time.sleep(warmup_s)  # past start-up and the first round of transfers
                 marks = [(cpu_seconds(proc.pid), _calls(sim).get("subaccounts", 0))]
-                for _ in range(max(1, round(window_s / SLICE_S))):
-                    time.sleep(window_s / max(1, round(window_s / SLICE_S)))
+                slices = max(1, round(window_s / SLICE_S))
+                curve: list[tuple[float, float]] = []
+                for i in range(slices):
+                    time.sleep(window_s / slices)
                     marks.append((cpu_seconds(proc.pid), _calls(sim).get("subaccounts", 0)))
-                fleet_rss = rss_mb(proc.pid)
+                    curve.append((round((i + 1) * window_s / slices, 1), rss_mb(proc.pid)))
+                fleet_rss = max(rss for _, rss in curve)  # the worst of the stretch
                 guard_cycles = _guard_cycles(health)
                 after = _calls(sim)
-        slices = [
+        per_cycle = [
             (c1 - c0) * 1000 / (n1 - n0)
             for (c0, n0), (c1, n1) in itertools.pairwise(marks)
             if n1 > n0
@@ -170,21 +175,28 @@ def measure(
         return FleetFigures(
             subaccounts=subaccounts,
             cycles=marks[-1][1] - marks[0][1],
-            cpu_ms_per_cycle=statistics.median(slices) if slices else float("inf"),
-            cpu_slices_ms=[round(s, 2) for s in slices],
+            cpu_ms_per_cycle=statistics.median(per_cycle) if per_cycle else float("inf"),
+            cpu_slices_ms=[round(s, 2) for s in per_cycle],
             single_rss_mb=single_rss,
             fleet_rss_mb=fleet_rss,
             list_calls_sim=after.get("subaccounts", 0) - before.get("subaccounts", 0),
             list_calls_guard=guard_cycles,
             balance_calls=after.get("get-balance", 0) - before.get("get-balance", 0),
             transfers=after["_transfers"] - before["_transfers"],
+            rss_curve=curve,
         )
 
 
 def render(fig: FleetFigures) -> str:
+    cpu = fig.cpu_slices_ms
+    shown = cpu if len(cpu) <= 12 else [*cpu[:6], "…", *cpu[-6:]]
+    quarters = [fig.rss_curve[max(0, round(len(fig.rss_curve) * q) - 1)] for q in (0.25, 0.5,
+                0.75, 1.0)] if fig.rss_curve else []  # fmt: skip
     lines = [
         f"Fleet: {fig.subaccounts} subaccounts, {fig.cycles} cycles measured, "
-        f"{fig.transfers} transfers made; CPU slices {fig.cpu_slices_ms} ms",
+        f"{fig.transfers} transfers made; CPU slices {shown} ms; fleet RSS over the stretch "
+        + ", ".join(f"{rss:.1f} MB at {t:.0f} s" for t, rss in quarters)
+        + " (the worst is the figure below)",
         "",
         "| goal | measured | verdict |",
         "|---|---|---|",

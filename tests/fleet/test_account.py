@@ -148,3 +148,30 @@ def test_a_transfer_in_doubt_blocks_another_for_that_account() -> None:
     guard.decide(now, allowed=10, in_flight=True, may_spend=True, dry_run=False)
     assert guard.need(now).amount == 0
     assert guard.wanted() > 0  # still counted in what the primary must hold
+
+
+def test_a_quiet_account_s_decision_stands_until_something_changes() -> None:
+    guard = SubaccountGuard(sub("40"), RULES, BASE)
+    feed(guard, ["40", "40"], step=1.0)
+    first = guard.decide(1.0, allowed=10, in_flight=False, may_spend=True, dry_run=False)
+    assert first.action is Action.NOTHING
+    assert not guard.observe(sub("40"), 3.0)
+    same = guard.decide(3.0, allowed=10, in_flight=False, may_spend=True, dry_run=False)
+    assert same is first  # nothing spent, nothing read, nothing else changed
+    other = guard.decide(5.0, allowed=0, in_flight=False, may_spend=True, dry_run=False)
+    assert other is not first  # the caps changed: decided anew
+    later = guard.decide(IDLE_REFRESH_S + 10, allowed=0, in_flight=False, may_spend=True,
+                         dry_run=False)  # fmt: skip
+    assert later is not other  # and redone every IDLE_REFRESH_S regardless
+    assert guard.observe(sub("39.50"), IDLE_REFRESH_S + 12)  # it spends again
+    spent = guard.decide(IDLE_REFRESH_S + 12, allowed=0, in_flight=False, may_spend=True,
+                         dry_run=False)  # fmt: skip
+    assert spent is not later
+
+
+def test_a_spending_account_is_decided_anew_every_cycle() -> None:
+    guard = SubaccountGuard(sub("40"), RULES, BASE)
+    now = feed(guard, ["40", "39.5", "39"], step=10.0)
+    first = guard.decide(now, allowed=10, in_flight=False, may_spend=True, dry_run=False)
+    again = guard.decide(now + 2, allowed=10, in_flight=False, may_spend=True, dry_run=False)
+    assert again is not first

@@ -93,6 +93,7 @@ class SubaccountGuard:
         self._records = 0
         self._credit_pending = False  # a transfer landed since the last reading: a rise is due
         self._flat_seen_at = -1e18  # the latest unrecorded reading that repeated the last one
+        self._decided: tuple[tuple[object, ...], float] | None = None  # (inputs, when)
         self.misread = ""
 
     # --- observe ---------------------------------------------------------------------------
@@ -196,7 +197,6 @@ class SubaccountGuard:
         self, now: float, *, allowed: int, in_flight: bool, may_spend: bool, dry_run: bool
     ) -> Decision:
         """The policy's answer for this account now (transfers as the unit of money)."""
-        self.forecast = self._forecast(now)
         state = GuardState(
             auto_reload=None,
             topup_amount=self.rules.transfer_amount,
@@ -207,8 +207,26 @@ class SubaccountGuard:
             dry_run=dry_run,
             settling=self._credit_pending,
         )
+        inputs = (state, self._latest, self._records, self.judge.held)
+        if self.decision is not None and self._still_holds(inputs, now):
+            return self.decision
+        self.forecast = self._forecast(now)
         self.decision = decide(self.forecast, state, self.params, now)
+        self._decided = (inputs, now)
         return self.decision
+
+    def _still_holds(self, inputs: tuple[object, ...], now: float) -> bool:
+        """The last decision stands for a quiet account: nothing to do, nothing spent in its
+        windows, no reading taken and nothing else changed since — time alone cannot move a
+        balance that nobody spends. (Most of a fleet is quiet; deciding each of them anew
+        every cycle was most of a cycle's CPU.) Redone every ``IDLE_REFRESH_S`` regardless."""
+        d, f = self.decision, self.forecast
+        if d is None or f is None or d.action is not Action.NOTHING or d.blocked_by is not None:
+            return False
+        if f.rate > 0 or f.peak_rate > 0 or self._decided is None:
+            return False
+        before, at = self._decided
+        return before == inputs and now - at < IDLE_REFRESH_S
 
     def _forecast(self, now: float) -> Forecast | None:
         """The windows' forecast, carried to the latest believed balance."""
