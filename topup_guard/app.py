@@ -187,6 +187,7 @@ def build_guard(settings: Settings, *, clock: Clock | None = None) -> Guard:
         timeout=settings.http_timeout,
         observer=telemetry.observe_call,
         tracer=telemetry.tracer,
+        keepalive_reads=True,  # the poll's read without aiohttp's per-request machinery
     )
     notifier = build_dispatcher(
         settings,

@@ -32,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer
 from yarl import URL
 
+from topup_guard import __version__
 from topup_guard.errors import InvalidSecretError
 from topup_guard.model import (
     AccountSettings,
@@ -42,6 +43,7 @@ from topup_guard.model import (
     Transfer,
 )
 from topup_guard.vonage import errormap, parsing, payloads, spans, transport
+from topup_guard.vonage.keepalive import KeepAliveGet
 from topup_guard.vonage.parsing import Exchange, Response
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,11 @@ class VonageClient:
         session: aiohttp.ClientSession | None = None,
         observer: Observer | None = None,
         tracer: Tracer | None = None,
+        keepalive_reads: bool = False,
     ) -> None:
+        """``keepalive_reads``: plain GETs (the poll's balance read, the fleet's list call) go
+        over :mod:`.keepalive` instead of aiohttp (``topup-guard run`` turns it on); every other
+        call, and every call when a session is injected, goes through aiohttp."""
         if not api_key or not api_secret:
             raise ValueError("api_key and api_secret are required")
         if not timeout > 0:
@@ -129,6 +135,8 @@ class VonageClient:
         self._owns_session = session is None
         self._closed = False
         self._urls: dict[str, URL] = {}
+        self._keepalive = keepalive_reads and session is None
+        self._readers: dict[str, KeepAliveGet] = {}
         self._observer = observer
         # The global tracer by default, so a Telemetry set up later still receives the spans.
         self._tracer = tracer or trace.get_tracer("topup_guard")
@@ -158,6 +166,9 @@ class VonageClient:
     async def close(self) -> None:
         """Close the session if this client created it; an injected one belongs to the caller."""
         self._closed = True
+        readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            await reader.close()
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -357,6 +368,14 @@ class VonageClient:
         json_body: str | None,
         params: Mapping[str, str] | None,
     ) -> Response:
+        if (
+            self._keepalive
+            and method == "GET"
+            and params is None
+            and form is None
+            and json_body is None
+        ):
+            return await self._reader(base).get(path, Exchange(method, path))
         headers = {"Authorization": self._auth.value, "Accept": "application/json"}
         data: bytes | None = None
         if form is not None:
@@ -379,6 +398,17 @@ class VonageClient:
             params=params,
             client_timeout=self._timeout,
         )
+
+    def _reader(self, base: str) -> KeepAliveGet:
+        if self._closed:
+            raise RuntimeError("VonageClient is closed")
+        reader = self._readers.get(base)
+        if reader is None:
+            timeout = self._timeout.total or 10.0
+            headers = {"Authorization": self._auth.value, "Accept": "application/json",
+                       "User-Agent": f"topup-guard/{__version__}"}  # fmt: skip
+            reader = self._readers[base] = KeepAliveGet(base, headers, timeout=timeout)
+        return reader
 
     def _report(self, record: CallRecord) -> None:
         log.debug(
