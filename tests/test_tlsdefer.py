@@ -21,8 +21,8 @@ from topup_guard.tlsdefer import DeferredCAContext, deferred_ca_loading
 
 _CLIENT = """
 import asyncio, gc, json, ssl, sys
-from topup_guard.cli import build_parser
-build_parser()
+from topup_guard.tlsdefer import import_aiohttp
+import_aiohttp()  # as the client, the notifier and the CLI probes import it
 import aiohttp
 from aiohttp import web
 

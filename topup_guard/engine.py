@@ -80,6 +80,7 @@ class Engine:
         inbox: SignalInbox | None = None,
     ) -> None:
         self._api = api
+        self._warmed = False  # the spend path loaded ahead of the first top-up (``_decide``)
         self._ledger = ledger
         self._clock = clock
         self._settings = settings
@@ -511,6 +512,13 @@ class Engine:
                     span.set_attribute(
                         "forecast.time_to_exhaustion", _finite(forecast.time_to_exhaustion)
                     )
+        if decision.exhaustion_within_horizon and not self._warmed:
+            # A top-up is foreseeable: load what sends it now (the client's aiohttp half,
+            # ~0.1 s), not in the poll that must send it.
+            self._warmed = True
+            warm = getattr(self._api, "warm", None)
+            if callable(warm):
+                warm()
         s = self.status
         s.decision = decision
         s.topups_last_hour, s.topups_last_day = use.last_hour, use.last_day

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import types
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from topup_guard import redact
 from topup_guard.clock import Clock
@@ -199,13 +198,15 @@ async def check_live(url: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 
     """``topup-guard check --live``: True when ``url`` (or ``url`` + ``/livez``) answers 200."""
     if urlsplit(url).path in ("", "/"):
         url = url.rstrip("/") + "/livez"
+    aiohttp = _aiohttp()
     try:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         async with (
             aiohttp.ClientSession(timeout=client_timeout) as session,
             session.get(url, allow_redirects=False) as response,
         ):
-            return response.status == 200
+            ok: bool = response.status == 200
+            return ok
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
         return False
 
@@ -213,6 +214,7 @@ async def check_live(url: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109 
 async def fetch_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:  # noqa: ASYNC109
     """``topup-guard explain``: the ``/status`` document at ``url``, or None when nothing (or
     something that is not a guard) answers."""
+    aiohttp = _aiohttp()
     try:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         async with (
@@ -225,3 +227,13 @@ async def fetch_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) and "decision" in doc else None
+
+
+def _aiohttp() -> types.ModuleType:
+    """aiohttp for the CLI's one-shot probes (the worker itself never loads it for these)."""
+    from topup_guard.tlsdefer import import_aiohttp
+
+    import_aiohttp()
+    import aiohttp
+
+    return aiohttp

@@ -48,7 +48,7 @@ def test_only_the_slack_transport_imports_slack_sdk() -> None:
 
 
 def test_notify_reads_events_and_never_the_engine_the_ledger_or_vonage() -> None:
-    allowed = {"notify", "events", "config", "clock", "errors", "retry", "model"}
+    allowed = {"notify", "events", "config", "clock", "errors", "retry", "model", "tlsdefer"}
     for path in NOTIFY.rglob("*.py"):
         for name in imports_of(path):
             if name.startswith("topup_guard."):

@@ -284,3 +284,12 @@ async def test_the_client_polls_over_it_and_posts_over_aiohttp(
             await vonage.get_balance()
     assert script.connections == 1
     assert b"Authorization: Basic " in script.requests[0]
+
+
+async def test_warm_makes_the_aiohttp_session_ahead_of_the_first_top_up() -> None:
+    async with VonageClient(KEY, SECRET, keepalive_reads=True) as vonage:
+        assert vonage._session is None  # polls alone never need it
+        vonage.warm()
+        assert vonage._session is not None
+        assert not vonage._session.closed
+    assert vonage._session is None

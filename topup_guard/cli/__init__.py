@@ -17,9 +17,9 @@ from topup_guard.errors import ConfigError, TopupGuardError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from topup_guard.tlsdefer import import_aiohttp
-
-    import_aiohttp()  # before the commands do: no CA bundle read that plain HTTP never needs
+    # aiohttp is not imported here: ``run`` loads it at its first call other than a poll (a
+    # top-up, a notification), through ``tlsdefer.import_aiohttp`` (no CA bundle read before a
+    # TLS handshake needs one).
     import topup_guard.cli.commands as commands
     import topup_guard.cli.worker as worker
 

@@ -34,6 +34,12 @@ def channels_of(
     settings: Settings, *, slack_api_url: str | None = None, request_timeout: float = 10.0
 ) -> list[Channel]:
     found: list[Channel] = []
+    wanted = (settings.slack_webhook_url, settings.slack_token, settings.webhook_url,
+              settings.pagerduty_routing_key)  # fmt: skip
+    if any(value is not None for value in wanted):
+        from topup_guard.tlsdefer import import_aiohttp
+
+        import_aiohttp()  # every channel posts over aiohttp (slack_sdk's too): CA loading deferred
     if settings.slack_webhook_url is not None or settings.slack_token is not None:
         from topup_guard.notify.channels import slack
 

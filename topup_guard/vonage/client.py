@@ -10,7 +10,8 @@ failure after which resending is provably safe).
 Layers: :mod:`.payloads` builds request bodies, :mod:`.transport` does the one HTTP exchange,
 :mod:`.errormap` decides whether the answer is an error, :mod:`.parsing` turns a success into
 model values, :mod:`.spans` wraps each call in an OpenTelemetry client span (method, path, host
-and status only). Only this module and :mod:`.transport` import aiohttp.
+and status only). Only this module and :mod:`.transport` import aiohttp, and only at the first
+call that needs it: with ``keepalive_reads`` a guard that only polls never loads it (~14 MB).
 
 Credentials travel only in the ``Authorization: Basic`` header — never in a URL, a body, a log
 line, an exception message or ``repr``.
@@ -20,14 +21,14 @@ from __future__ import annotations
 
 import logging
 import time
+import types
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 from urllib.parse import quote, urlencode
 
-import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 from yarl import URL
@@ -42,9 +43,12 @@ from topup_guard.model import (
     SubaccountsOverview,
     Transfer,
 )
-from topup_guard.vonage import errormap, parsing, payloads, spans, transport
+from topup_guard.vonage import errormap, parsing, payloads, spans
 from topup_guard.vonage.keepalive import KeepAliveGet
 from topup_guard.vonage.parsing import Exchange, Response
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,7 +134,8 @@ class VonageClient:
         self._auth = _Hidden(payloads.basic_authorization(api_key, api_secret))
         self._rest_url = _base_url(rest_url, "rest_url")
         self._api_url = _base_url(api_url, "api_url")
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+        self._timeout_s = timeout
+        self._timeout: aiohttp.ClientTimeout | None = None  # made with the session
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -152,7 +157,8 @@ class VonageClient:
         )
 
     async def __aenter__(self) -> Self:
-        self._get_session()
+        if self._closed:
+            raise RuntimeError("VonageClient is closed")
         return self
 
     async def __aexit__(
@@ -178,8 +184,23 @@ class VonageClient:
             raise RuntimeError("VonageClient is closed")
         if self._session is None:
             # Created lazily, inside the running loop; no cookies carried between calls.
+            aiohttp = _aiohttp()
             self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         return self._session
+
+    def warm(self) -> None:
+        """Load aiohttp and make the session now, ahead of a call that will need them (the
+        engine calls it once a top-up comes within its horizon)."""
+        if not self._closed:
+            self._get_session()
+            self._client_timeout()
+            from topup_guard.vonage import transport  # noqa: F401
+
+    def _client_timeout(self) -> aiohttp.ClientTimeout:
+        if self._timeout is None:
+            t = self._timeout_s
+            self._timeout = _aiohttp().ClientTimeout(total=t, sock_connect=min(t, 5.0))
+        return self._timeout
 
     # --- Account (rest host) --------------------------------------------------------------
 
@@ -389,14 +410,17 @@ class VonageClient:
             if len(self._urls) >= _URL_CACHE_SIZE:
                 self._urls.clear()
             url = self._urls[base + path] = URL(base + path, encoded=True)
+        session = self._get_session()
+        from topup_guard.vonage import transport  # aiohttp's half: loaded with the session
+
         return await transport.send(
-            self._get_session(),
+            session,
             url,
             Exchange(method, path),
             headers=headers,
             data=data,
             params=params,
-            client_timeout=self._timeout,
+            client_timeout=self._client_timeout(),
         )
 
     def _reader(self, base: str) -> KeepAliveGet:
@@ -404,7 +428,7 @@ class VonageClient:
             raise RuntimeError("VonageClient is closed")
         reader = self._readers.get(base)
         if reader is None:
-            timeout = self._timeout.total or 10.0
+            timeout = self._timeout_s
             headers = {"Authorization": self._auth.value, "Accept": "application/json",
                        "User-Agent": f"topup-guard/{__version__}"}  # fmt: skip
             reader = self._readers[base] = KeepAliveGet(base, headers, timeout=timeout)
@@ -427,6 +451,16 @@ class VonageClient:
         except Exception:
             # Telemetry must never turn a completed call (a top-up!) into a failure.
             log.exception("vonage call observer failed")
+
+
+def _aiohttp() -> types.ModuleType:
+    """aiohttp, imported at its first use with its SSL contexts deferring CA loading."""
+    from topup_guard.tlsdefer import import_aiohttp
+
+    import_aiohttp()
+    import aiohttp
+
+    return aiohttp
 
 
 __all__ = ["CallRecord", "Observer", "VonageClient"]
