@@ -63,6 +63,7 @@ class Footprint:
     cpu_slices_ms: list[float]  # per slice of about CPU_SLICE_S
     ready_runs: list[float]
     instructions_per_poll: float | None = None  # callgrind; None without valgrind
+    wake_floor_ms: float | None = None  # an empty asyncio loop's CPU per 0.5-s wake, same time
 
     @property
     def cpu_median_ms(self) -> float:
@@ -225,6 +226,38 @@ def cpu_slices(pid: int, sim_url: str, window_s: float) -> tuple[float, list[flo
     return mean, per_slice, polls
 
 
+_SLEEPER = """
+import asyncio, sys, time
+async def main():
+    n = int(sys.argv[1])
+    await asyncio.sleep(0.5)
+    start = time.process_time()
+    for _ in range(n):
+        await asyncio.sleep(0.5)
+    print((time.process_time() - start) * 1000 / n)
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def wake_floor(window_s: float) -> Iterator[list[float]]:
+    """What this machine charges a process for waking at all: CPU ms per wake of an asyncio loop
+    that does nothing but sleep 0.5 s, measured beside the guard (same neighbours, same time).
+    A poll wakes at least twice (its timer, then Vonage's answer). On a VM with halt-polling
+    this floor alone can be a few tenths of a millisecond."""
+    wakes = max(1, int(window_s / 0.5) - 1)
+    proc = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(wakes)], stdout=subprocess.PIPE)
+    found: list[float] = []
+    try:
+        yield found
+        out, _ = proc.communicate(timeout=window_s + 30)
+        found.append(float(out.decode().strip()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def instructions_per_poll(sim_url: str, workdir: Path, window_s: float = 10.0) -> float | None:
     """User-space instructions per poll under callgrind (None when valgrind is not installed)."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -263,7 +296,8 @@ def measure(
                     _,
                 ):
                     time.sleep(2.0)  # past start-up work
-                    mean, slices, polls = cpu_slices(busy.pid, busy_sim, cpu_window_s)
+                    with wake_floor(cpu_window_s) as floor:
+                        mean, slices, polls = cpu_slices(busy.pid, busy_sim, cpu_window_s)
                 time.sleep(max(0.0, idle_s - (time.perf_counter() - idle_from)))
                 rss, peak = rss_mb(idle.pid), rss_mb(idle.pid, "VmHWM")
             readies = []
@@ -281,4 +315,5 @@ def measure(
         cpu_slices_ms=slices,
         ready_runs=readies,
         instructions_per_poll=per_poll,
+        wake_floor_ms=floor[0] if floor else None,
     )

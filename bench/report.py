@@ -114,6 +114,16 @@ def footprint_section(f: Footprint) -> str:
             verdict(f.ready_median_s <= READY_GOAL_S),
         ],
     ]
+    if f.wake_floor_ms is not None:
+        rows.append(
+            [
+                "the machine's floor: CPU per wake of an asyncio loop that only sleeps 0.5 s, "
+                "measured beside it (a poll wakes at least twice: its timer, Vonage's answer)",
+                f"{f.wake_floor_ms:.2f} ms",
+                "",
+                "",
+            ]
+        )
     if f.instructions_per_poll is not None:
         rows.append(
             [
