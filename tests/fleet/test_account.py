@@ -147,7 +147,9 @@ def test_a_transfer_in_doubt_blocks_another_for_that_account() -> None:
     now = feed(guard, ["0", "0"], step=IDLE_REFRESH_S)
     guard.decide(now, allowed=10, in_flight=True, may_spend=True, dry_run=False)
     assert guard.need(now).amount == 0
-    assert guard.wanted() > 0  # still counted in what the primary must hold
+    assert guard.decision is not None
+    assert guard.decision.wanted > 0  # it still wants money: only the doubt holds it back
+    assert guard.decision.blocked_by is not None
 
 
 def test_a_quiet_account_s_decision_stands_until_something_changes() -> None:

@@ -253,13 +253,6 @@ class SubaccountGuard:
             return Need(self.key, Decimal(0), empty, d.reason if d else "no forecast yet")
         return Need(self.key, self.rules.transfer_amount * d.count, empty, d.reason)
 
-    def wanted(self) -> Decimal:
-        """EUR the account would take now were nothing in the way (caps, doubt, the primary)."""
-        d = self.decision
-        if d is None or d.wanted <= 0 or (d.action is Action.NOTHING and d.blocked_by is None):
-            return Decimal(0)
-        return self.rules.transfer_amount * d.wanted
-
     def next_reading_in(self) -> float | None:
         """Seconds until this account wants its next reading (soon while one is held)."""
         if self.judge.held is not None:
