@@ -45,11 +45,17 @@ QUIET_SCENARIO = {  # no demand: the guard polls and never needs to top up
     "topup_latency_s": 0,
     "balance_latency_s": 0,
 }
+# Spends from the start: the guard's first top-up comes within seconds (aiohttp loaded then).
+SPENDING_SCENARIO = QUIET_SCENARIO | {
+    "initial_balance": 12,
+    "spend": [{"start": 0, "end": 40, "rate": 0.2}],
+}
 RSS_GOAL_MB = 50.0
 CPU_GOAL_MS = 1.0
 READY_GOAL_S = 1.0
 CPU_SLICE_S = 5.0
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+_SCENARIO_FILES = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,7 @@ class Footprint:
     ready_runs: list[float]
     instructions_per_poll: float | None = None  # callgrind; None without valgrind
     wake_floor_ms: float | None = None  # an empty asyncio loop's CPU per 0.5-s wake, same time
+    rss_after_topup_mb: float | None = None  # 30 s after the first top-up (aiohttp loaded)
 
     @property
     def cpu_median_ms(self) -> float:
@@ -118,10 +125,10 @@ def _clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def simulator(workdir: Path) -> Iterator[str]:
-    """A quiet simulated account over HTTP; yields its base URL."""
-    scenario = workdir / "quiet.json"
-    scenario.write_text(json.dumps(QUIET_SCENARIO), encoding="utf-8")
+def simulator(workdir: Path, account: dict[str, object] | None = None) -> Iterator[str]:
+    """A simulated account over HTTP (quiet unless told otherwise); yields its base URL."""
+    scenario = workdir / f"account-{next(_SCENARIO_FILES)}.json"
+    scenario.write_text(json.dumps(account or QUIET_SCENARIO), encoding="utf-8")
     port = free_port()
     proc = subprocess.Popen(
         [*CLI, "simulate", "--port", str(port), "--scenario", str(scenario)],
@@ -258,6 +265,20 @@ def wake_floor(window_s: float) -> Iterator[list[float]]:
             proc.wait()
 
 
+def rss_after_first_topup(workdir: Path, settle_s: float = 30.0) -> float | None:
+    """RSS ``settle_s`` after the guard's first top-up: what the spend path (aiohttp, loaded at
+    its first use) adds to a guard that has been polling; None if no top-up came within 60 s."""
+    with simulator(workdir, SPENDING_SCENARIO) as sim, guard(sim, workdir, free_port()) as (g, _):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            _, body = get(f"{sim}/_sim/state", timeout=5)
+            if json.loads(body)["calls"].get("top-up"):
+                time.sleep(settle_s)
+                return rss_mb(g.pid)
+            time.sleep(0.5)
+    return None
+
+
 def instructions_per_poll(sim_url: str, workdir: Path, window_s: float = 10.0) -> float | None:
     """User-space instructions per poll under callgrind (None when valgrind is not installed)."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -305,6 +326,7 @@ def measure(
                 with guard(idle_sim, work, free_port()) as (_, ready_s):
                     readies.append(ready_s)
             per_poll = instructions_per_poll(busy_sim, work) if instructions else None
+        after_topup = rss_after_first_topup(work)
     return Footprint(
         idle_s=idle_s,
         rss_mb=rss,
@@ -316,4 +338,5 @@ def measure(
         ready_runs=readies,
         instructions_per_poll=per_poll,
         wake_floor_ms=floor[0] if floor else None,
+        rss_after_topup_mb=after_topup,
     )

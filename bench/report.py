@@ -98,6 +98,18 @@ def footprint_section(f: Footprint) -> str:
             f"<= {RSS_GOAL_MB:g} MB after 300 s",
             verdict(f.rss_mb <= RSS_GOAL_MB) + ("" if f.idle_s >= 300 else " (shortened)"),
         ],
+        *(
+            [
+                [
+                    "RSS 30 s after its first top-up (aiohttp, loaded at its first use, included)",
+                    f"{f.rss_after_topup_mb:.1f} MB",
+                    f"<= {RSS_GOAL_MB:g} MB",
+                    verdict(f.rss_after_topup_mb <= RSS_GOAL_MB),
+                ]
+            ]
+            if f.rss_after_topup_mb is not None
+            else []
+        ),
         [
             f"CPU per poll cycle, all threads (0.5 s polls, {f.cpu_window_s:g} s, {f.polls} "
             f"polls; median of {len(f.cpu_slices_ms)} slices: "
