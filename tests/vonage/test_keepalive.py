@@ -230,10 +230,14 @@ async def test_a_refused_connection_is_not_sent() -> None:
             await reader(url).get("/account/get-balance", WHERE)
 
 
-def test_the_credentials_never_show_in_repr() -> None:
-    get = reader("https://rest.nexmo.com")
-    assert "c2VjcmV0" not in repr(get)
-    assert repr(get) == "KeepAliveGet(https://rest.nexmo.com)"
+async def test_the_credentials_never_show_in_repr_or_vars(server: tuple[Scripted, str]) -> None:
+    script, url = server
+    script.answers = [ok()]
+    get = reader(url)
+    await get.get("/account/get-balance", WHERE)  # a request head is cached now
+    assert repr(get) == f"KeepAliveGet({url})"
+    assert "c2VjcmV0" not in repr(vars(get))
+    await get.close()
 
 
 @pytest.fixture

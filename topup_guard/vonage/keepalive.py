@@ -71,6 +71,19 @@ class Headers(Mapping[str, str]):
         return f"Headers({self._by_lower!r})"
 
 
+class _Sealed:
+    """The request heads (they carry the ``Authorization`` header): never in ``repr``/``vars()``."""
+
+    __slots__ = ("header_lines", "heads")
+
+    def __init__(self, header_lines: str) -> None:
+        self.header_lines = header_lines
+        self.heads: dict[str, bytes] = {}
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
 class KeepAliveGet:
     """``GET`` of paths on one origin over a connection kept open between reads.
 
@@ -88,8 +101,7 @@ class KeepAliveGet:
         default_port = self._port == (443 if self._tls else 80)
         host = f"[{self._host}]" if ":" in self._host else self._host
         self._host_header = host if default_port else f"{host}:{self._port}"
-        self._header_lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self._heads: dict[str, bytes] = {}
+        self._sealed = _Sealed("".join(f"{k}: {v}\r\n" for k, v in headers.items()))
         self._timeout = timeout
         self._connect_timeout = min(timeout, 5.0)
         self._lock = asyncio.Lock()
@@ -173,16 +185,17 @@ class KeepAliveGet:
         return self._ssl
 
     def _head(self, path: str) -> bytes:
-        head = self._heads.get(path)
+        sealed = self._sealed
+        head = sealed.heads.get(path)
         if head is None:
             if any(c in path for c in "\r\n ") or not path.startswith("/"):
                 raise ValueError("path must be an absolute path without spaces")
             head = (
                 f"GET {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-                f"{self._header_lines}Connection: keep-alive\r\n\r\n"
+                f"{sealed.header_lines}Connection: keep-alive\r\n\r\n"
             ).encode("latin-1")
-            if len(self._heads) < 16:
-                self._heads[path] = head
+            if len(sealed.heads) < 16:
+                sealed.heads[path] = head
         return head
 
     async def _read_answer(self, reader: asyncio.StreamReader) -> tuple[Response, bool]:
