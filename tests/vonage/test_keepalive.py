@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -138,6 +140,36 @@ async def test_a_kept_connection_closed_while_idle_is_read_again_once(
     await get.close()
 
 
+async def test_a_kept_connection_reset_by_the_server_is_read_again_once(
+    server: tuple[Scripted, str],
+) -> None:
+    script, url = server
+
+    def reset(writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # an RST, not a FIN
+
+    script.answers = [ok(), reset, ok()]
+    get = reader(url)
+    await get.get("/account/get-balance", WHERE)
+    assert (await get.get("/account/get-balance", WHERE)).body == BALANCE
+    assert (len(script.requests), script.connections) == (3, 2)
+    await get.close()
+
+
+async def test_interim_answers_are_skipped(server: tuple[Scripted, str]) -> None:
+    script, url = server
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+    script.answers = [early + ok(), ok()]
+    get = reader(url)
+    first = await get.get("/account/get-balance", WHERE)
+    assert (first.status, first.body) == (200, BALANCE)
+    assert (await get.get("/account/get-balance", WHERE)).body == BALANCE  # framing intact
+    await get.close()
+    assert script.connections == 1
+
+
 async def test_a_fresh_connection_closed_unanswered_is_not_read_again(
     server: tuple[Scripted, str],
 ) -> None:
@@ -221,8 +253,6 @@ async def test_a_server_that_never_answers_times_out_as_an_unknown_outcome(
 
 
 async def test_a_refused_connection_is_not_sent() -> None:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"

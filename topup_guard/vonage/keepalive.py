@@ -140,7 +140,8 @@ class KeepAliveGet:
 
     # --- one exchange ----------------------------------------------------------------------
     async def _exchange(self, path: str, where: Exchange) -> Response:
-        if self._writer is None:
+        reused = self._writer is not None
+        if not reused:
             await self._connect(where)
         reader, writer = self._reader, self._writer
         assert reader is not None
@@ -148,9 +149,17 @@ class KeepAliveGet:
         keep = False
         try:
             async with asyncio.timeout(self._timeout):
-                writer.write(self._head(path))
-                await writer.drain()
-                response, keep = await self._read_answer(reader)
+                try:
+                    writer.write(self._head(path))
+                    await writer.drain()
+                    raw = await reader.readuntil(b"\r\n\r\n")
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    # Nothing of an answer came: on a kept connection the server had closed it.
+                    partial = isinstance(exc, asyncio.IncompleteReadError) and exc.partial
+                    if reused and not partial:
+                        raise _StaleConnection from None
+                    raise
+                response, keep = await self._read_answer(reader, raw)
             return response
         except _StaleConnection:
             raise
@@ -198,17 +207,20 @@ class KeepAliveGet:
                 sealed.heads[path] = head
         return head
 
-    async def _read_answer(self, reader: asyncio.StreamReader) -> tuple[Response, bool]:
-        """The answer, and whether the connection may carry the next read."""
-        try:
+    async def _read_answer(self, reader: asyncio.StreamReader, raw: bytes) -> tuple[Response, bool]:
+        """The answer whose head is ``raw``, and whether the connection may carry the next read.
+        Interim answers (1xx: 103 Early Hints, an unasked 100 Continue) are skipped."""
+        for _ in range(8):
+            status_line, _, rest = raw[:-4].decode("latin-1").partition("\r\n")
+            version, status = _status(status_line)
+            headers = _headers(rest)
+            if not 100 <= status < 200 or status == 101:
+                break
             raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                raise _StaleConnection from None
-            raise
-        status_line, _, rest = raw[:-4].decode("latin-1").partition("\r\n")
-        version, status = _status(status_line)
-        headers = _headers(rest)
+        else:
+            raise _Refused("interim answers without end")
+        if status == 101:
+            raise _Refused("protocol switch")
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         body, too_large, ended_by_close = await _body(reader, headers, status)
         encoding = headers.get("content-encoding", "identity").strip().lower()
