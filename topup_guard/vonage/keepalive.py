@@ -16,9 +16,10 @@ What it speaks, and what it refuses (a refusal is an error, never a balance):
 - No redirects followed, no proxy (as the aiohttp session: ``trust_env`` off), no cookies.
 - TLS verified against the system's trust store (``ssl.create_default_context``, loaded at the
   first HTTPS read; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured).
-- A kept connection the server closed while idle fails before any byte of the answer: the read
-  (idempotent) is tried once more on a fresh connection. Any other failure closes the
-  connection; the next read opens a new one.
+- Interim answers (1xx, such as 103 Early Hints) are skipped; a protocol switch is refused.
+- A kept connection the server closed or reset while idle fails before any byte of the answer:
+  the read (idempotent) is tried once more on a fresh connection. Any other failure (a timeout
+  included) closes the connection; the next read opens a new one.
 
 Errors map as in ``transport.py``: failing to connect (refused, DNS, TLS handshake, connect
 timeout) is ``RequestNotSentError``; anything after the request was written is
