@@ -265,10 +265,13 @@ def wake_floor(window_s: float) -> Iterator[list[float]]:
             proc.wait()
 
 
-def rss_after_first_topup(workdir: Path, settle_s: float = 30.0) -> float | None:
+def rss_after_first_topup(workdir: Path, settle_s: float = 30.0, **env: str) -> float | None:
     """RSS ``settle_s`` after the guard's first top-up: what the spend path (aiohttp, loaded at
     its first use) adds to a guard that has been polling; None if no top-up came within 60 s."""
-    with simulator(workdir, SPENDING_SCENARIO) as sim, guard(sim, workdir, free_port()) as (g, _):
+    with (
+        simulator(workdir, SPENDING_SCENARIO) as sim,
+        guard(sim, workdir, free_port(), **env) as (g, _),
+    ):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             _, body = get(f"{sim}/_sim/state", timeout=5)
