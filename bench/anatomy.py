@@ -8,6 +8,10 @@ totals by top-level package, and the largest single modules.
 (``build_guard``) against a simulator subprocess and profiles N engine cycles over real sockets
 (``--gap`` seconds of sleep between cycles; 0 for a tight loop): Python calls per cycle and the
 profile's time share by area. Calls per cycle are deterministic; times are not (shared CPUs).
+
+``python -m bench.anatomy floor [--polls N] [--gap S]``: the CPU of the least a poll can be on
+this machine (the sleep, the kept-alive GET, the JSON parse: none of the guard) and of a bare
+wake of the same loop — what any poller pays here before doing anything.
 """
 
 from __future__ import annotations
@@ -208,6 +212,50 @@ async def _profile(cycles: int, gap: float) -> pstats.Stats:
     return pstats.Stats(profile)
 
 
+async def _minimal_polls(url: str, polls: int, gap: float) -> tuple[float, float]:
+    """CPU ms per poll of the least a poll can be here — sleep, the kept-alive GET, the JSON
+    parse, nothing of the guard — and per bare wake of the same loop."""
+    import asyncio
+    import json
+
+    from topup_guard.config import DEMO_API_KEY, DEMO_API_SECRET
+    from topup_guard.vonage.keepalive import KeepAliveGet
+    from topup_guard.vonage.parsing import Exchange
+    from topup_guard.vonage.payloads import basic_authorization
+
+    auth = basic_authorization(DEMO_API_KEY, DEMO_API_SECRET)
+    get = KeepAliveGet(url, {"Authorization": auth, "Accept": "application/json"}, timeout=5)
+    where = Exchange("GET", "/account/get-balance")
+    await get.get(where.path, where)
+    start = time.process_time()
+    for _ in range(polls):
+        await asyncio.sleep(gap)
+        json.loads((await get.get(where.path, where)).body)
+    per_poll = (time.process_time() - start) * 1000 / polls
+    start = time.process_time()
+    for _ in range(polls):
+        await asyncio.sleep(gap)
+    per_wake = (time.process_time() - start) * 1000 / polls
+    await get.close()
+    return per_poll, per_wake
+
+
+def floor_report(polls: int, gap: float) -> str:
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from bench import footprint
+
+    with tempfile.TemporaryDirectory() as tmp, footprint.simulator(Path(tmp)) as sim:
+        per_poll, per_wake = asyncio.run(_minimal_polls(sim, polls, gap))
+    return (
+        f"{polls} polls {gap:g} s apart against the simulator: the least a poll can be (sleep, "
+        f"kept-alive GET, JSON parse) {per_poll:.2f} ms of CPU; a bare wake of the same loop "
+        f"{per_wake:.2f} ms (compare `make bench`'s CPU per poll of the whole guard)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["imports-here"]:  # the fresh interpreter ``imports`` starts
@@ -222,9 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     polls = sub.add_parser("polls", help="calls and profile share per engine cycle")
     polls.add_argument("--cycles", type=int, default=2000)
     polls.add_argument("--gap", type=float, default=0.0, help="sleep between cycles (s)")
+    floor = sub.add_parser("floor", help="CPU of the least a poll can be, and of a bare wake")
+    floor.add_argument("--polls", type=int, default=40)
+    floor.add_argument("--gap", type=float, default=0.5)
     args = p.parse_args(argv)
     if args.what == "imports":
         return subprocess.call([sys.executable, "-m", "bench.anatomy", "imports-here"])
+    if args.what == "floor":
+        print(floor_report(args.polls, args.gap))
+        return 0
     print(polls_report(args.cycles, args.gap))
     return 0
 
