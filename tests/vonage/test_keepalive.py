@@ -190,8 +190,9 @@ async def test_a_fresh_connection_closed_unanswered_is_not_read_again(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
     ],
-    ids=["status", "protocol", "header", "length", "chunk", "brotli", "bad-gzip"],
+    ids=["status", "protocol", "header", "length", "chunk", "brotli", "bad-gzip", "two-lengths"],
 )
 async def test_an_answer_that_breaks_http_is_an_unknown_outcome(
     server: tuple[Scripted, str], answer: bytes

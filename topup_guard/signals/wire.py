@@ -17,17 +17,16 @@ import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from topup_guard import http11
+
 MAX_HEAD = 16 * 1024
 """Request line and headers together (aiohttp allows 8 KiB a line); longer is refused."""
-_HEX = frozenset("0123456789abcdefABCDEF")
 
 
-class BadRequest(Exception):
-    """The request cannot be read as HTTP/1.1: answered 400 (one line) and the connection closed."""
-
-
-class BodyTooLarge(Exception):
-    """The body is over the limit: answered 413 and the connection closed."""
+# The request cannot be read as HTTP/1.1: answered 400 (one line) and the connection closed.
+BadRequest = http11.Malformed
+# The body is over the limit: answered 413 and the connection closed.
+BodyTooLarge = http11.TooLarge
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,25 +74,12 @@ def parse_head(raw: bytes) -> Head:
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0") or not parts[0].isalpha():
         raise BadRequest("not an HTTP/1.1 request line")
-    headers: dict[str, str] = {}
-    lengths: set[str] = set()
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or line[0] in " \t":
-            raise BadRequest("malformed header line")
-        name, value = name.lower(), value.strip(" \t")
-        if name == "content-length":
-            lengths.add(value)
-        headers.setdefault(name, value)
-    if len(lengths) > 1:
-        raise BadRequest("conflicting Content-Length headers")
+    headers = http11.header_fields(lines[1:])
     encoding = headers.get("transfer-encoding")
     if encoding is not None:
         if encoding.lower() != "chunked":
             raise BadRequest("only Transfer-Encoding: chunked is understood")
-        if lengths:
+        if "content-length" in headers:
             raise BadRequest("both Content-Length and Transfer-Encoding")
     length = headers.get("content-length")
     if length is not None and not (length.isdigit() and length.isascii() and len(length) < 19):
@@ -121,28 +107,7 @@ async def read_body(reader: asyncio.StreamReader, head: Head, limit: int) -> byt
         if length > limit:
             raise BodyTooLarge
         return await reader.readexactly(length) if length else b""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        try:
-            line = await reader.readuntil(b"\r\n")
-        except asyncio.LimitOverrunError:
-            raise BadRequest("chunk size line too long") from None
-        digits = line[:-2].split(b";", 1)[0].strip().decode("latin-1")
-        if not digits or not set(digits) <= _HEX or len(digits) > 8:
-            raise BadRequest("malformed chunk size")
-        chunk = int(digits, 16)
-        if chunk == 0:
-            break
-        size += chunk
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(await reader.readexactly(chunk))
-        if await reader.readexactly(2) != b"\r\n":
-            raise BadRequest("malformed chunk")
-    while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers: read and ignored
-        pass
-    return b"".join(chunks)
+    return await http11.read_chunked(reader, limit)
 
 
 @dataclass(frozen=True, slots=True)

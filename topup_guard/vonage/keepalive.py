@@ -9,7 +9,8 @@ its tested line between "not sent" and "outcome unknown"; and without aiohttp lo
 them is made, a guard that only polls stays small.
 
 What it speaks, and what it refuses (a refusal is an error, never a balance):
-- ``Content-Length`` bodies, ``chunked`` bodies, and bodies ended by the server closing (HTTP/1.0
+- ``Content-Length`` bodies, ``chunked`` bodies (framing shared with the signal server:
+  ``http11.py``), and bodies ended by the server closing (HTTP/1.0
   or ``Connection: close``); ``gzip``/``deflate`` decoded should a server send them unasked;
   any other encoding, a malformed head or chunk, a head over 64 KiB: ``OutcomeUnknownError``.
 - Bodies over :data:`transport.MAX_BODY_BYTES` are not kept (``too_large``), as with aiohttp.
@@ -36,6 +37,7 @@ from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
 from topup_guard.errors import OutcomeUnknownError, RequestNotSentError
+from topup_guard.http11 import Malformed, TooLarge, header_fields, read_chunked
 from topup_guard.vonage.parsing import Exchange, Response
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -43,16 +45,12 @@ MAX_BODY_BYTES = 1 << 20  # as transport.MAX_BODY_BYTES (not imported: that modu
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-class _Refused(Exception):
-    """The answer broke HTTP/1.1 in a way this reader will not guess around."""
-
-
 class _StaleConnection(Exception):
     """A kept connection was closed before any byte of the answer: safe to read again."""
 
 
 class Headers(Mapping[str, str]):
-    """Response headers, looked up case-insensitively (the last of a repeated name wins)."""
+    """Response headers, looked up case-insensitively (the first of a repeated name wins)."""
 
     __slots__ = ("_by_lower",)
 
@@ -164,7 +162,7 @@ class KeepAliveGet:
             return response
         except _StaleConnection:
             raise
-        except (_Refused, OSError, TimeoutError, asyncio.IncompleteReadError,
+        except (Malformed, OSError, TimeoutError, asyncio.IncompleteReadError,
                 asyncio.LimitOverrunError, ValueError, zlib.error) as exc:  # fmt: skip
             name = "ServerDisconnected" if isinstance(exc, asyncio.IncompleteReadError) else (
                 type(exc).__name__)  # fmt: skip
@@ -214,20 +212,20 @@ class KeepAliveGet:
         for _ in range(8):
             status_line, _, rest = raw[:-4].decode("latin-1").partition("\r\n")
             version, status = _status(status_line)
-            headers = _headers(rest)
+            headers = header_fields(rest.split("\r\n"))
             if not 100 <= status < 200 or status == 101:
                 break
             raw = await reader.readuntil(b"\r\n\r\n")
         else:
-            raise _Refused("interim answers without end")
+            raise Malformed("interim answers without end")
         if status == 101:
-            raise _Refused("protocol switch")
+            raise Malformed("protocol switch")
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         body, too_large, ended_by_close = await _body(reader, headers, status)
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity") and not too_large:
             if encoding not in _DECODERS:
-                raise _Refused(f"content-encoding {encoding}")
+                raise Malformed(f"content-encoding {encoding}")
             body = zlib.decompress(body, _DECODERS[encoding])
             too_large = len(body) > MAX_BODY_BYTES
             body = b"" if too_large else body
@@ -240,18 +238,8 @@ def _status(line: str) -> tuple[str, int]:
     code = rest[:3]
     well_formed = len(code) == 3 and code.isdigit() and (len(rest) == 3 or rest[3] == " ")
     if version not in ("HTTP/1.1", "HTTP/1.0") or not well_formed:
-        raise _Refused("status line")
+        raise Malformed("status line")
     return version, int(code)
-
-
-def _headers(block: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for line in block.split("\r\n") if block else ():
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or name[0] in " \t":
-            raise _Refused("header line")
-        pairs[name.lower()] = value.strip()
-    return pairs
 
 
 async def _body(
@@ -261,11 +249,14 @@ async def _body(
     if status in (204, 304) or 100 <= status < 200:
         return b"", False, False
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        return (*await _chunked(reader), False)
+        try:
+            return await read_chunked(reader, MAX_BODY_BYTES), False, False
+        except TooLarge:
+            return b"", True, True  # not read further: the connection is dropped
     length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
-            raise _Refused("content-length")
+            raise Malformed("content-length")
         size = int(length)
         if size > MAX_BODY_BYTES:
             return b"", True, True  # not read: the connection is dropped, not drained
@@ -274,26 +265,3 @@ async def _body(
     while len(body) <= MAX_BODY_BYTES and (more := await reader.read(MAX_BODY_BYTES + 1)):
         body += more
     return (b"", True, True) if len(body) > MAX_BODY_BYTES else (body, False, True)
-
-
-async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        line = (await reader.readuntil(b"\r\n"))[:-2].split(b";", 1)[0].strip()
-        try:
-            length = int(line, 16)
-        except ValueError:
-            raise _Refused("chunk size") from None
-        if length < 0:
-            raise _Refused("chunk size")
-        if length == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, then the end
-                pass
-            return b"".join(chunks), False
-        size += length
-        if size > MAX_BODY_BYTES:
-            return b"", True
-        chunks.append(await reader.readexactly(length))
-        if await reader.readexactly(2) != b"\r\n":
-            raise _Refused("chunk end")
