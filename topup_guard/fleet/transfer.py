@@ -22,7 +22,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Protocol
 
 from opentelemetry import trace
@@ -69,12 +68,10 @@ class TransferAPI(Protocol):
     ) -> list[Transfer]: ...
 
 
-class TransferOutcome(StrEnum):
-    APPLIED = "applied"  # SUCCEEDED: Vonage answered with the transfer
-    REFUSED = "refused"  # FAILED: definitely not applied
-    AMBIGUOUS = "ambiguous"  # UNKNOWN (or PENDING left): settled by listing
-    NOT_STARTED = "not_started"  # nothing sent: lease lost, fenced, busy, ledger unusable
-    DRY_RUN = "dry_run"  # recorded, never sent
+# A transfer ends as any funding step does (``funding.FundOutcome``): APPLIED is SUCCEEDED (Vonage
+# answered with the transfer), REFUSED is FAILED, AMBIGUOUS is UNKNOWN or PENDING left (settled by
+# listing), NOT_STARTED is nothing sent (lease lost, fenced, busy, ledger unusable).
+TransferOutcome = FundOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +81,6 @@ class TransferResult:
     detail: str
     action: str | None = None
     requests: int = 0  # POSTs sent (a connect-error retry may send more that never arrived)
-
-
-_FUNDED = {
-    TransferOutcome.APPLIED: FundOutcome.APPLIED,
-    TransferOutcome.REFUSED: FundOutcome.REFUSED,
-    TransferOutcome.AMBIGUOUS: FundOutcome.AMBIGUOUS,
-    TransferOutcome.NOT_STARTED: FundOutcome.NOT_STARTED,
-    TransferOutcome.DRY_RUN: FundOutcome.DRY_RUN,
-}
 
 
 def iso_utc(wall: float) -> str:
@@ -137,7 +125,7 @@ class SafeTransfer:
         if request.amount is None or request.amount <= 0:
             raise ValueError("a transfer needs a positive amount")
         r = await self.send(request.account, request.amount, request.reason, stop=stop)
-        return FundResult(_FUNDED[r.outcome], r.entry, r.detail, r.action, r.requests)
+        return FundResult(r.outcome, r.entry, r.detail, r.action, r.requests)
 
     async def send(
         self,
