@@ -8,6 +8,7 @@ a malformed chunk. Bytes are decoded as latin-1, so every value maps back to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -66,3 +67,12 @@ async def read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
     while (await reader.readuntil(b"\r\n")) != b"\r\n":
         pass
     return b"".join(chunks)
+
+
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close ``writer`` and wait at most a second for it: a peer that vanished or stalls never
+    holds up the closer."""
+    writer.close()
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        async with asyncio.timeout(1.0):
+            await writer.wait_closed()

@@ -13,12 +13,13 @@ A handler that raises answers 500 (logged), never takes the server down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import urlsplit
+
+from topup_guard import http11
 
 log = logging.getLogger("topup_guard.health")
 
@@ -106,7 +107,4 @@ class ProbeServer:
             pass  # a slow, oversized or vanished request: closed unanswered
         finally:
             self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await writer.wait_closed()
+            await http11.close_quietly(writer)

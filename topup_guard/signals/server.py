@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
+from topup_guard import http11
 from topup_guard.config import is_loopback
 from topup_guard.errors import ConfigError
 from topup_guard.signals import wire
@@ -182,10 +183,7 @@ class SignalServer:
             pass  # a slow, vanished or cut-short client: nothing to answer
         finally:
             self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await writer.wait_closed()
+            await http11.close_quietly(writer)
 
     async def _one_request(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -30,14 +30,13 @@ timeout) is ``RequestNotSentError``; anything after the request was written is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import zlib
 from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
 from topup_guard.errors import OutcomeUnknownError, RequestNotSentError
-from topup_guard.http11 import Malformed, TooLarge, header_fields, read_chunked
+from topup_guard.http11 import Malformed, TooLarge, close_quietly, header_fields, read_chunked
 from topup_guard.vonage.parsing import Exchange, Response
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -128,8 +127,7 @@ class KeepAliveGet:
         writer = self._writer
         self._drop()
         if writer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            await close_quietly(writer)
 
     def _drop(self) -> None:
         """Forget the connection at once (no await: this also runs while being cancelled)."""
