@@ -112,16 +112,10 @@ class KeepAliveGet:
 
     async def get(self, path: str, where: Exchange) -> Response:
         async with self._lock:
-            reused = self._writer is not None
             try:
                 return await self._exchange(path, where)
-            except _StaleConnection:
-                if not reused:
-                    raise OutcomeUnknownError(where.message("outcome unknown (closed)")) from None
-            try:
+            except _StaleConnection:  # only a kept connection goes stale: the next one is new
                 return await self._exchange(path, where)
-            except _StaleConnection:
-                raise OutcomeUnknownError(where.message("outcome unknown (closed)")) from None
 
     async def close(self) -> None:
         writer = self._writer
