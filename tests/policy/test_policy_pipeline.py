@@ -478,7 +478,9 @@ def test_a_credit_showing_seconds_after_the_answer_is_bought_once() -> None:
 # the burst rate it implies buys 7 top-ups where the clean readings bought 2 (the code before
 # stop 17 bought 8). The guard cannot tell a glitch up from a credit and a burst by readings
 # alone; the answer (bounding a believed rise by what could have credited it) is still to build.
-@pytest.mark.xfail(strict=True, reason="a high glitch then its drop back reads as a burst")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="a high glitch then its drop back reads as a burst"
+)
 def test_a_glitch_up_then_the_drop_back_buys_no_burst_of_top_ups() -> None:
     flow = [
         (1.0, D("0.12")),
