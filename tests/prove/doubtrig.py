@@ -40,14 +40,16 @@ from topup_guard.sim.context import CONTEXT, SimContext
 from topup_guard.sim.faults import Fault, parse_fault
 from topup_guard.vonage.client import VonageClient
 
-HTTP_TIMEOUT = 0.3  # real seconds; a held answer (``timeout_after``) is held longer than this
+# Real seconds; long enough that a loaded machine never times out a served answer (0.3 s did);
+# a held answer (``timeout_after``) is held half as long again.
+HTTP_TIMEOUT = 1.0
 NEVER = 1e9  # Vonage's own auto-reload check interval when a test wants none
 PostStep = Fault | Callable[[SimContext], None]
 
 
 def sim_fault(endpoint: str, kind: str, count: int = 1, **extra: Any) -> Fault:
     spec: dict[str, Any] = {"endpoint": endpoint, "kind": kind, "count": count}
-    spec.setdefault("delay", 0.6 if kind == "timeout_after" else 30.0)
+    spec.setdefault("delay", 1.5 if kind == "timeout_after" else 30.0)
     spec.setdefault("retry_after", 0.0)
     spec.update(extra)
     return parse_fault(spec)
