@@ -36,7 +36,7 @@ from topup_guard.backtest import (
     read_trace,
     sweep,
 )
-from topup_guard.sim.scenario import load_scenario
+from topup_guard.sim.scenario import Scenario, load_scenario
 
 TRACES = Path(__file__).parent / "traces"
 TRACE_NAMES = (
@@ -145,8 +145,13 @@ def backtest_table(
     trace_path: Path, scenario_path: Path, *, name: str | None = None
 ) -> TraceResult:
     """Run one trace through the three policies, the frontier and the signal; judge the goals."""
-    scenario = load_scenario(scenario_path)
-    events = read_trace(trace_path)
+    return judge_trace(
+        name or trace_path.stem, load_scenario(scenario_path), read_trace(trace_path)
+    )
+
+
+def judge_trace(name: str, scenario: Scenario, events: list[tuple[float, Decimal]]) -> TraceResult:
+    """``backtest_table`` for a trace already in memory (``bench.heldout`` generates them)."""
     base = {"poll_min": POLL_MIN}
     settings = guard_settings(scenario, base)
     started = time.perf_counter()
@@ -168,7 +173,7 @@ def backtest_table(
         buffer=settings.min_balance + scenario.topup_amount,
     )
     return TraceResult(
-        name=name or trace_path.stem,
+        name=name,
         report=report,
         goals=goals(report, frontier, signal_row.guard),
         feasibility=feasibility,
