@@ -536,3 +536,35 @@ def test_a_poll_lost_as_a_credit_shows_buys_no_burst_of_top_ups() -> None:
             p.poll(now, BalanceSample(now, base + p.landed_by(now)))
     clean = run_flow(GLITCH_UP_FLOW, {}, D(10), 0.0)
     assert len(p.bought) <= len(clean.bought) + 1, (p.bought, clean.bought)
+
+
+def credited_account(credit: Decimal) -> tuple[Pipeline, dict[float, float | None]]:
+    """40 EUR spent at 0.1 EUR/s, read every 5 s for 5 minutes; ``credit`` EUR that no top-up
+    in flight explains lands at t = 100. Returns the pipeline and, per poll, the time of the
+    reading the decision believed."""
+    p = Pipeline(amount=D(10), caps=LAX, lag=0.0)
+    believed_at: dict[float, float | None] = {}
+    for i in range(61):
+        now = i * 5.0
+        base = D(40) - D("0.1") * i * 5 + (credit if now >= 100.0 else 0)
+        p.poll(now, BalanceSample(now, base + p.landed_by(now)))
+        believed_at[now] = p.believed.t if p.believed else None
+    return p, believed_at
+
+
+def test_a_credit_nobody_announced_is_believed_one_reading_later() -> None:
+    """An operator's manual top-up in the dashboard, or Vonage's own auto-reload: 40 EUR no
+    top-up in flight explains. The rise is held for one reading, not refused: the next one,
+    still up (less the spend in between), confirms it, and both are believed. The account
+    without it needs top-ups before the five minutes are out; with it, the guard buys none."""
+    p, believed_at = credited_account(D(40))
+    assert believed_at[100.0] == 95.0  # held: the decision saw the reading before it
+    assert believed_at[105.0] == 105.0  # confirmed by the next reading: both believed
+    assert p.judge.misreads == 0
+    f = p.tracker.forecast(300.0)
+    assert f is not None
+    assert f.credits_total == D("39.5")  # the rise (the spend in its gap hidden) is money
+    assert f.balance == D(50)
+    assert p.bought == []
+    without, _ = credited_account(D(0))
+    assert without.bought  # the floor needed them
