@@ -327,24 +327,28 @@ class SpendTracker:
         """The rate over the ``PEAK_WINDOW`` s ending at the newest record, ``t_end``.
 
         Seconds of unknown spend inside the window (a credit that hid its gap's spend, a lump)
-        spend at the sustained rate, as the rate elsewhere stands in for them in the windows'
-        rates. Left out instead, they would shrink the window to its few known seconds — the
-        per-gap rate the window exists to smooth: a poll lost just as a credit showed (a
-        glitch, a failed read) left a 30-s window 2 s of spend, and one 1.4-EUR second read as
-        a 0.7 EUR/s burst the headroom then bought five top-ups for."""
+        spend at the sustained rate when that is lower, as the rate elsewhere stands in for them
+        in the windows' rates; they never raise a window. Left out, they would shrink it to its
+        few known seconds — the per-gap rate the window exists to smooth: a poll lost just as a
+        credit showed (a glitch, a failed read) left a 30-s window 2 s of spend, and one 1.4-EUR
+        second read as a 0.7 EUR/s burst the headroom then bought five top-ups for."""
         boundary = t_end - min(PEAK_WINDOW, self.short_window)
         spend, covered = _window_totals(self._burst, boundary)
-        unknown = t_end - max(boundary, self._burst[0].t) - covered
-        if unknown > 1e-9:
-            sustained = max(
-                _window_rate(self._short, t_end - self.short_window)[0],
-                _window_rate(self._long, t_end - self.long_window)[0],
-            )
-            spend += sustained * unknown
-            covered += unknown
         if covered <= 0:
-            return max(spend, 0.0) / MIN_GAP if spend > 0 else 0.0
-        return max(spend, 0.0) / max(covered, MIN_GAP)
+            known = max(spend, 0.0) / MIN_GAP if spend > 0 else 0.0
+        else:
+            known = max(spend, 0.0) / max(covered, MIN_GAP)
+        unknown = t_end - max(boundary, self._burst[0].t) - max(covered, 0.0)
+        if unknown <= 1e-9:
+            return known
+        sustained = max(
+            _window_rate(self._short, t_end - self.short_window)[0],
+            _window_rate(self._long, t_end - self.long_window)[0],
+        )
+        # Only ever lower: a quiet window is no burst whatever its unknown seconds held (and
+        # the sustained rate is in the forecast's peak already, for as long as it lasts).
+        filled = (max(spend, 0.0) + sustained * unknown) / max(covered + unknown, MIN_GAP)
+        return min(known, filled)
 
     def _push_peak(self, t_end: float, rate: float) -> tuple[tuple[float, float], ...]:
         """Push a gap's window rate; return the peaks it superseded (newest first)."""
