@@ -116,3 +116,22 @@ def test_a_lump_never_raises_the_rate(drops: list[Decimal], where: int, size: De
     # (the flow of that one gap is unknown); never by more than that gap's flow is worth.
     assert b.rate <= a.rate * len(drops) / max(1, len(drops) - 1) + 1e-9
     assert lumped.lumps_total == size + drops[i]  # the whole drop of its gap
+
+
+@pytest.mark.parametrize("lump", [True, False])
+def test_seconds_of_unknown_spend_in_the_peak_window_spend_at_the_sustained_rate(
+    lump: bool,
+) -> None:
+    """A 30-s gap whose spend is unknown (a lump; a credit no top-up announced) and then one
+    second of spend: the peak is the 30-s window's, its unknown 29 s at the sustained rate (11 EUR
+    over the 101 s of known spend), not the one second's own 1 EUR/s."""
+    tracker = SpendTracker()
+    last = steady(tracker)  # 90 EUR at t = 100
+    unknown = BalanceSample(130.0, last - 40) if lump else BalanceSample(130.0, last + 50)
+    tracker.add(unknown, lump=lump)
+    tracker.add(BalanceSample(131.0, unknown.balance - 1))
+    f = tracker.forecast(131.0)
+    assert f is not None
+    sustained = (100 * 0.1 + 1) / 101
+    assert f.rate_short == pytest.approx(sustained)  # the windows leave the gap out, as before
+    assert f.peak_rate == pytest.approx((29 * sustained + 1) / 30)

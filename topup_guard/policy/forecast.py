@@ -14,6 +14,8 @@ message now and then) a small non-zero rate rather than zero between messages.
 A rise hides whatever was spent in the same gap. With ``note_expected_credit`` the hidden spend
 is recovered (``amount - rise``); without it the gap's spend is unknown, so the gap's seconds are
 left out of the covered time — the rate elsewhere stands in for it instead of a false zero.
+The peak's 30-s windows are short enough for one such gap to fill them, so there its seconds
+spend at the sustained rate rather than vanish (a window of 2 known seconds is a per-gap rate).
 
 A drop the next reading takes back was not spent. Spend only lowers a balance: when a reading
 rises from a drop and, net of the credit expected, lands at least half-way back to the level
@@ -226,8 +228,7 @@ class SpendTracker:
         peak: tuple[float, float] | None = None
         hidden: tuple[tuple[float, float], ...] = ()
         if known and len(self._burst) >= 2:
-            window = min(PEAK_WINDOW, self.short_window)
-            peak = (rec.t, _window_rate(self._burst, rec.t - window)[0])
+            peak = (rec.t, self._burst_rate(rec.t))
             hidden = self._push_peak(*peak)
         if delta < 0 and spend > 0 and known and not merge:
             self._undo = _Undo(pre, rec, peak, hidden)  # the next reading may take it back
@@ -322,6 +323,33 @@ class SpendTracker:
             else:
                 j += 1
 
+    def _burst_rate(self, t_end: float) -> float:
+        """The rate over the ``PEAK_WINDOW`` s ending at the newest record, ``t_end``.
+
+        Seconds of unknown spend inside the window (a credit that hid its gap's spend, a lump)
+        spend at the sustained rate when that is lower, as the rate elsewhere stands in for them
+        in the windows' rates; they never raise a window. Left out, they would shrink it to its
+        few known seconds — the per-gap rate the window exists to smooth: a poll lost just as a
+        credit showed (a glitch, a failed read) left a 30-s window 2 s of spend, and one 1.4-EUR
+        second read as a 0.7 EUR/s burst the headroom then bought five top-ups for."""
+        boundary = t_end - min(PEAK_WINDOW, self.short_window)
+        spend, covered = _window_totals(self._burst, boundary)
+        if covered <= 0:
+            known = max(spend, 0.0) / MIN_GAP if spend > 0 else 0.0
+        else:
+            known = max(spend, 0.0) / max(covered, MIN_GAP)
+        unknown = t_end - max(boundary, self._burst[0].t) - max(covered, 0.0)
+        if unknown <= 1e-9:
+            return known
+        sustained = max(
+            _window_rate(self._short, t_end - self.short_window)[0],
+            _window_rate(self._long, t_end - self.long_window)[0],
+        )
+        # Only ever lower: a quiet window is no burst whatever its unknown seconds held (and
+        # the sustained rate is in the forecast's peak already, for as long as it lasts).
+        filled = (max(spend, 0.0) + sustained * unknown) / max(covered + unknown, MIN_GAP)
+        return min(known, filled)
+
     def _push_peak(self, t_end: float, rate: float) -> tuple[tuple[float, float], ...]:
         """Push a gap's window rate; return the peaks it superseded (newest first)."""
         hidden = []
@@ -367,8 +395,7 @@ class SpendTracker:
         if undo.peak is not None:
             self._peaks.pop()
             self._peaks.extend(reversed(undo.hidden))
-            window = min(PEAK_WINDOW, self.short_window)
-            self._push_peak(fixed.t, _window_rate(self._burst, fixed.t - window)[0])
+            self._push_peak(fixed.t, self._burst_rate(fixed.t))
         self.reverted_total += undo.rec.spend - fixed.spend
         return True
 
@@ -409,8 +436,8 @@ def _split_gap(delta: Decimal, expected: Decimal) -> tuple[Decimal, Decimal, boo
     return _ZERO, delta, False
 
 
-def _window_rate(dq: deque[_Rec], boundary: float) -> tuple[float, float]:
-    """(EUR/s, covered seconds) over (boundary, latest], interpolating inside the first gap."""
+def _window_totals(dq: deque[_Rec], boundary: float) -> tuple[float, float]:
+    """(EUR spent, covered seconds) over (boundary, latest], interpolating inside the first gap."""
     first, last = dq[0], dq[-1]
     spend = float(last.spend - first.spend)
     covered = last.covered - first.covered
@@ -419,6 +446,12 @@ def _window_rate(dq: deque[_Rec], boundary: float) -> tuple[float, float]:
         outside = (boundary - first.t) / (second.t - first.t)  # share of the gap before it
         spend -= outside * float(second.spend - first.spend)
         covered -= outside * (second.covered - first.covered)
+    return spend, covered
+
+
+def _window_rate(dq: deque[_Rec], boundary: float) -> tuple[float, float]:
+    """(EUR/s, covered seconds) over (boundary, latest], interpolating inside the first gap."""
+    spend, covered = _window_totals(dq, boundary)
     if covered <= 0:
         # Only unknown (credit) gaps or equal timestamps: spend per the minimum gap, not 0/0.
         return (max(spend, 0.0) / MIN_GAP, 0.0) if spend > 0 else (0.0, 0.0)
