@@ -42,7 +42,7 @@ from topup_guard.policy.credits import LATE_WINDOWS, LatencyModel
 from topup_guard.policy.decide import Action, Decision, GuardState, PolicyParams, decide
 from topup_guard.policy.forecast import Forecast, SpendTracker
 from topup_guard.policy.memory import SLOT_S, BurstMemory
-from topup_guard.policy.readings import Judged, Kind, ReadingJudge
+from topup_guard.policy.readings import Judged, Kind, ReadingJudge, recurring_lump
 from topup_guard.settling import Settlement
 from topup_guard.signal_feed import SignalFeed
 from topup_guard.signals.inbox import SignalInbox
@@ -100,7 +100,7 @@ class Engine:
         self.status.dry_run = settings.dry_run
         self.status.poll_interval = settings.poll_interval
         self.tracker = SpendTracker(settings.rate_window_short, settings.rate_window_long)
-        self.judge = ReadingJudge(settings.max_plausible_balance)
+        self.judge = ReadingJudge(settings.max_plausible_balance, floor=settings.min_balance)
         self._poll_failures = 0
         self._local_spend = limits.LocalSpend()  # caps on the monotonic clock too
         self._stop: asyncio.Event | None = None  # run()'s stop event, for stoppable waits
@@ -491,6 +491,7 @@ class Engine:
             reserve=self.reserve,
             draw_rate=self.draw[0],
             draw_peak=self.draw[1],
+            recurring_lump=recurring_lump(self.judge.lumps, self._clock.now()),
         )
         self._last_state = state
         # When the conditions that end with time will end, for the messages that announce them.

@@ -21,6 +21,7 @@ from topup_guard.model import BalanceSample
 from topup_guard.policy.credits import (
     LATE_WINDOWS,
     PLAUSIBLE_MIN_TOPUP,
+    TOLERANCE,
     AmountBounds,
     CreditMatch,
     CreditWatch,
@@ -149,26 +150,47 @@ class Settlement:
         matched = sum((m.credited for m in verdict.matches), Decimal(0))
         return events, matched
 
+    def _learn(self, m: CreditMatch) -> Decimal | None:
+        """Learn the amount from a confirmed credit alone in its step; returns it when it was
+        narrowed from all the credits so far (not read off this one clean step).
+
+        Every such credit narrows ``bounds`` — a clean one too: its rise is a sure lower bound,
+        and a later step whose spend estimate a burst outran (a rise of 98 read as a credit of
+        98..98.5 while 100 was credited and 2 spent) must not overwrite an amount the rises
+        already prove larger. A clean step's amount below what an earlier rise proves is such a
+        misjudged step itself: the bounds decide instead."""
+        narrowed = self.bounds.add(m.low, m.high)
+        sure = self.bounds.low
+        if (
+            m.clean
+            and m.credited >= PLAUSIBLE_MIN_TOPUP
+            and (sure is None or m.credited >= sure - TOLERANCE)
+        ):
+            self.learnt_amount = m.credited
+            return None
+        if narrowed is not None:
+            self.learnt_amount = narrowed
+            return narrowed
+        learnt = self.learnt_amount
+        if learnt is not None and sure is not None and learnt < sure - TOLERANCE:
+            self.learnt_amount = None  # proven too small: the least proven stands in
+        return None
+
     async def _settle_match(self, m: CreditMatch, cur: BalanceSample) -> TopUpFinished:
         e = m.entry
         ctx = self._context.pop(e.attempt_id, None)
         self.missing.pop(e.attempt_id, None)
         if e.confirmed:
             self.latency.observe(m.latency)
-            learn = m.clean and self._configured is None and m.credited >= PLAUSIBLE_MIN_TOPUP
-            if learn:
-                self.learnt_amount = m.credited
             evidence = ("api; clean step: " if m.clean else "api; ") + m.evidence
-            if not learn and m.alone and self._configured is None:
-                narrowed = self.bounds.add(m.low, m.high)
-                if narrowed is not None:
-                    self.learnt_amount = narrowed
-                    if m.low - Decimal("0.05") <= narrowed <= m.high + Decimal("0.05"):
-                        m = replace(m, credited=narrowed)
-                    evidence = (
-                        f"api; clean: the amount is {narrowed} EUR, the one whole euro every"
-                        f" confirmed credit so far allows; {m.evidence}"
-                    )
+            narrowed = self._learn(m) if m.alone and self._configured is None else None
+            if narrowed is not None:
+                if m.low - TOLERANCE <= narrowed <= m.high + TOLERANCE:
+                    m = replace(m, credited=narrowed)
+                evidence = (
+                    f"api; clean: the amount is {narrowed} EUR, the one whole euro every"
+                    f" confirmed credit so far allows; {m.evidence}"
+                )
             detail = "Vonage confirmed the top-up and its credit showed in the balance"
         else:
             evidence = m.evidence

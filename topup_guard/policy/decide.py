@@ -89,6 +89,12 @@ class Action(enum.Enum):
     TOP_UP = "top_up"
 
 
+# Before the amount is known, the floor stands in for one top-up in hand while the balance
+# would reach the floor within this long at the burst rate (the forecast's long window): a
+# wallet that spends, not one that takes a day to move (``_headroom``).
+STAND_IN_WITHIN_S = 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyParams:
     """The settings the policy reads, in their units (EUR, seconds)."""
@@ -146,6 +152,8 @@ class GuardState:
     # transfers of this cycle): kept on top of the floor, and no wallet it feeds is idle
     draw_rate: float = 0.0  # EUR/s others draw from this balance, sustained (a fleet's flow)
     draw_peak: float = 0.0  # ... and at its burst: spend of this balance like its own
+    recurring_lump: Decimal = Decimal(0)  # the largest one-off debit of those that recur (two
+    # or more lately: batch sends): kept out of the rate, yet the headroom must absorb the next
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,15 +372,28 @@ def _headroom(f: Forecast, state: GuardState, params: PolicyParams) -> tuple[flo
     ``hold`` is how long money can leave unseen: the poll interval, the credit latency and the
     margin. ``burst`` is the worst rate in view: now, the recent peak, and what this time of day
     has brought on earlier days (burst memory). The level is the floor plus what that rate could
-    spend in ``hold`` — and at least ``min_headroom`` (by default one top-up amount: the unit of
-    money the guard moves, so a burst of that size inside one poll interval is absorbed unseen).
+    spend in ``hold``, or the largest one-off debit of those that recur if more (a batch send
+    is kept out of the rate, but the next one comes all the same) — and at least
+    ``min_headroom`` (by default one top-up amount: the unit of money the guard moves, so a
+    burst of that size inside one poll interval is absorbed unseen). Before any credit has shown
+    the amount, the floor stands in for it while the balance would reach the floor within the
+    hour (``STAND_IN_WITHIN_S``): the first burst of a kind must not find the balance resting
+    on the floor just because the guard has not bought anything yet (a quiet wallet keeps no
+    stand-in).
     """
     blind = params.poll_interval if state.blind_for is None else state.blind_for
     hold = blind + max(params.topup_latency, state.latency or 0.0) + params.safety_margin
     burst = max(f.rate, f.peak_rate, state.remembered_rate)
-    cover = _money(burst * hold)
-    floor_in_hand = params.min_headroom if params.min_headroom is not None else state.topup_amount
-    reserve = max(cover, floor_in_hand or Decimal(0))
+    cover = max(_money(burst * hold), state.recurring_lump)
+    if params.min_headroom is not None:
+        floor_in_hand = params.min_headroom
+    elif state.topup_amount is not None:
+        floor_in_hand = state.topup_amount
+    elif time_to_level(f.balance, params.min_balance, burst) <= STAND_IN_WITHIN_S:
+        floor_in_hand = params.min_balance  # spend in earnest and no amount known yet
+    else:
+        floor_in_hand = Decimal(0)  # a quiet wallet is not topped up for a stand-in
+    reserve = max(cover, floor_in_hand)
     return hold, burst, params.min_balance + reserve
 
 

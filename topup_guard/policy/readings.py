@@ -56,6 +56,20 @@ _GAPS_KEPT = 32
 DEFAULT_MAX_BALANCE = Decimal("10000000")
 
 
+# One-off debits that come again (batch sends) within this long are a pattern the headroom
+# must absorb; a single one (a monthly number rental) is not.
+LUMPS_RECUR_WITHIN_S = 6 * 3600.0
+
+
+def recurring_lump(
+    lumps: list[tuple[float, Decimal]], now: float, within: float = LUMPS_RECUR_WITHIN_S
+) -> Decimal:
+    """The largest of the recent one-off debits when two or more came within ``within`` s
+    (``ReadingJudge.lumps``); zero otherwise."""
+    recent = [eur for t, eur in lumps if now - t <= within]
+    return max(recent) if len(recent) >= 2 else Decimal(0)
+
+
 def median(values: list[float]) -> float:
     """``statistics.median``, exactly (the guard loads no ``statistics`` module for one line)."""
     ordered = sorted(values)
@@ -83,8 +97,11 @@ class Judged:
 class ReadingJudge:
     """Judges each new reading against the believed ones; keeps at most one held."""
 
-    def __init__(self, max_balance: Decimal = DEFAULT_MAX_BALANCE) -> None:
+    def __init__(
+        self, max_balance: Decimal = DEFAULT_MAX_BALANCE, floor: Decimal = Decimal(0)
+    ) -> None:
         self.max_balance = max_balance
+        self.floor = floor  # a held level at or below it is not waited on (see _settle_held)
         self.last: BalanceSample | None = None  # the latest believed reading
         self.held: BalanceSample | None = None
         self._held_why = ""
@@ -193,8 +210,12 @@ class ReadingJudge:
             self.held = held
             self.stale += 1
             return [Judged(sample, Kind.STALE, "older than the held reading")]
-        if sample.balance == held.balance and held.balance > 0 and sample.t - held.t < HOLD_LIMIT_S:
-            self.held = held  # no movement yet: keep waiting for one that tells
+        waits = held.balance > max(self.floor, Decimal(0))
+        if sample.balance == held.balance and waits and sample.t - held.t < HOLD_LIMIT_S:
+            # No movement yet: keep waiting for one that tells a burst from a lump. Not at or
+            # below the floor: the same level read twice is real, and there either kind needs
+            # a top-up now — seconds spent waiting there are messages refused.
+            self.held = held
             return [Judged(sample, Kind.HELD, f"{self._held_why}; no movement yet")]
         # Which level does the new reading continue: the held one, or the one before it?
         if abs(sample.balance - held.balance) <= abs(sample.balance - prev.balance):
