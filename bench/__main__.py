@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import backtests, fleet, fleet_sim, footprint, report
+from bench import backtests, fleet, fleet_sim, footprint, heldout, report
 from topup_guard import retry
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -33,6 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-instructions", action="store_true", help="skip the callgrind instruction count"
     )
+    p.add_argument(
+        "--heldout-seeds", type=int, help="held-out traces per family, 0 to skip (8; quick: 1)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="markdown output (bench/RESULTS.md)")
     args = p.parse_args(argv)
     quick = args.quick
@@ -42,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.cpu_seconds = args.cpu_seconds if args.cpu_seconds is not None else (10 if quick else 30)
     args.ready_runs = args.ready_runs or (3 if quick else 5)
     args.traces = args.traces or (["flash"] if quick else list(backtests.TRACE_NAMES))
+    if args.heldout_seeds is None:
+        args.heldout_seeds = 1 if quick else 8
     return args
 
 
@@ -100,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     fleet_text, fleet_ok = fleet.backtest_section()
     emit(fleet_text)
     passed = fleet_ok and all(g.passed for r in results for g in r.goals)
+    if args.heldout_seeds > 0:
+        # Measured, not gating: traffic nobody tuned on says where the policy stands.
+        print(f"(held-out traces: {args.heldout_seeds} per family)", flush=True)
+        judged = heldout.judge(list(heldout.FAMILIES), args.heldout_seeds, lambda _: None)
+        emit(heldout.section(judged, args.heldout_seeds))
     if not args.no_footprint:
         extra = 0 if args.no_instructions else 45  # callgrind: a slow start, then 10 s of polls
         print(

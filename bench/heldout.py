@@ -264,6 +264,19 @@ def report(judged: list[Judged]) -> str:
     return "\n".join(lines)
 
 
+def section(judged: list[Judged], seeds: int) -> str:
+    """The report as a ``make bench`` section."""
+    expected = sum(len(j.expected()) for j in judged)
+    failed = sum(len(j.failed()) for j in judged)
+    return (
+        f"## Held-out traffic (`python -m bench.heldout --seeds {seeds}`)\n\n"
+        f"{len(judged)} traces drawn at random, {seeds} per family, none tuned on; the same goals"
+        " as above, each expected only where the trace's worst burst fits what the guard can have"
+        " in hand within the time it is blind (the floor + one top-up). Goals passed: "
+        f"{expected - failed}/{expected}.\n\n" + report(judged)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.heldout", description=__doc__)
     parser.add_argument("--seeds", type=int, default=8, help="traces per family (8)")

@@ -59,3 +59,36 @@ def test_the_footprint_verdict_takes_the_median_slice_and_shows_the_instruction_
     assert cpu.rstrip(" |").endswith("PASS")
     assert any("1.20 M" in line for line in rows.values())
     assert all(line.rstrip(" |").endswith("PASS") for name, line in rows.items() if "RSS" in name)
+
+
+def test_held_out_traces_are_deterministic_and_judged_with_the_bench_goals() -> None:
+    from bench import heldout
+
+    scenario, events = heldout.generate("batches", 3)
+    again, events_again = heldout.generate("batches", 3)
+    assert (scenario, events) == (again, events_again)
+    assert heldout.generate("batches", 4)[1] != events  # another seed, another trace
+    assert len(events) == heldout.HOURS6
+    assert scenario.topup_amount in (20, 50, 100)
+    caps = scenario.guard or {}
+    assert int(caps["max_topups_per_hour"]) >= 4
+    assert Decimal(caps["max_daily_amount"]) >= 1000
+    (judged,) = heldout.judge(["steady"], 1, lambda _: None)
+    assert len(judged.result.goals) == 6
+    assert set(judged.seen_in_time) == {"60 s", "10 s", "signal"}
+    assert set(judged.failed()) <= set(judged.expected())
+    text = heldout.section([judged], 1)
+    assert "| steady | 1 |" in text
+    assert "Goals passed:" in text
+
+
+def test_a_burst_beyond_what_can_be_in_hand_is_not_expected_of_polling() -> None:
+    from bench import heldout
+
+    scenario, _ = heldout.generate("steady", 0)
+    # 200 EUR in one second: no guard polling at 60 or 10 s can have that in hand unwarned.
+    flash = [(float(t), Decimal("200") if t == 3000 else Decimal("0.01")) for t in range(6000)]
+    seen = heldout.seen_in_time(scenario, flash)
+    assert seen == {"60 s": False, "10 s": False, "signal": False}
+    calm = [(float(t), Decimal("0.01")) for t in range(6000)]
+    assert heldout.seen_in_time(scenario, calm) == {"60 s": True, "10 s": True, "signal": True}

@@ -47,7 +47,9 @@ def test_a_held_drop_below_the_floor_read_again_unchanged_is_believed_at_once() 
     verdicts = judge.judge(BalanceSample(61.0, D("0.40")))  # one second later, no movement
     assert verdicts[0].sample.balance == D("0.40")
     assert verdicts[0].kind in (Kind.BELIEVED, Kind.LUMP)
-    assert judge.held is None and judge.last is not None and judge.last.balance == D("0.40")
+    assert judge.held is None
+    assert judge.last is not None
+    assert judge.last.balance == D("0.40")
 
 
 def test_a_held_drop_above_the_floor_still_waits_for_movement() -> None:
@@ -134,7 +136,8 @@ def test_a_clean_step_below_what_an_earlier_rise_proves_is_not_learnt() -> None:
     s = _settlement()
     s._learn(_match("100.00", "103.00", clean=False))  # proves at least 100
     s._learn(_match("98.00", "98.02", clean=True, credited="98.00"))  # a misjudged "clean" step
-    assert s.amount() is not None and s.amount() >= D(100)  # type: ignore[operator]
+    assert s.amount() is not None
+    assert s.amount() >= D(100)
 
 
 def test_a_misjudged_first_clean_step_is_corrected_by_a_larger_rise() -> None:
