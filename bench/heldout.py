@@ -201,10 +201,12 @@ def seen_in_time(scenario: Scenario, events: list[tuple[float, Decimal]]) -> dic
     return {k: peak_spend(events, w) < buffer for k, w in windows.items()}
 
 
-def judge(families: Sequence[str], seeds: int, progress: Callable[[str], None]) -> list[Judged]:
+def judge(
+    families: Sequence[str], seeds: int, progress: Callable[[str], None], first_seed: int = 0
+) -> list[Judged]:
     out = []
     for family in families:
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             scenario, events = generate(family, seed)
             result = judge_trace(f"{family}-{seed}", scenario, events)
             out.append(
@@ -280,12 +282,14 @@ def section(judged: list[Judged], seeds: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.heldout", description=__doc__)
     parser.add_argument("--seeds", type=int, default=8, help="traces per family (8)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (0)")
     parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per trace")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    judged = judge(args.families, args.seeds, (lambda _: None) if args.quiet else print)
+    progress = (lambda _: None) if args.quiet else print
+    judged = judge(args.families, args.seeds, progress, first_seed=args.first_seed)
     text = report(judged)
     text += f"\n\n{len(judged)} traces in {time.perf_counter() - started:.0f} s."
     print(text)

@@ -28,6 +28,9 @@ class BurstMemory:
     def __init__(self, days: int = 7) -> None:
         self.days = days
         self._peaks: dict[int, dict[int, float]] = {}  # day number -> slot -> EUR/s
+        # ``expected`` reads only days before today, which the polls of today do not change:
+        # its answer is kept per span of slots until a write reaches an earlier day.
+        self._memo: tuple[tuple[int, int], float] | None = None
 
     @staticmethod
     def _where(wall: float) -> tuple[int, int]:
@@ -39,15 +42,26 @@ class BurstMemory:
         if not (math.isfinite(wall) and math.isfinite(rate)) or rate <= 0:
             return
         day, slot = self._where(wall)
+        if self._memo is not None and day < self._where(self._memo[0][0] * SLOT_S)[0]:
+            self._memo = None  # an earlier day changed (a clock set back)
         slots = self._peaks.setdefault(day, {})
         slots[slot] = max(slots.get(slot, 0.0), rate)
         for old in [d for d in self._peaks if d <= day - self.days]:
             del self._peaks[old]
+            self._memo = None
 
     def expected(self, wall_from: float, wall_to: float) -> float:
         """The rate earlier days brought in any slot touched by ``[wall_from, wall_to]``."""
         if not (math.isfinite(wall_from) and math.isfinite(wall_to)) or wall_to < wall_from:
             return 0.0
+        span = (math.floor(wall_from / SLOT_S), math.floor(wall_to / SLOT_S))
+        if self._memo is not None and self._memo[0] == span:
+            return self._memo[1]
+        best = self._expected(wall_from, wall_to)
+        self._memo = (span, best)
+        return best
+
+    def _expected(self, wall_from: float, wall_to: float) -> float:
         today, _ = self._where(wall_from)
         best = 0.0
         t = wall_from

@@ -187,15 +187,15 @@ class ReadingJudge:
         # floor's whole need at once), and a wide spread of recent gaps (or a long gap) can
         # make the robust threshold exceed the balance itself.
         half = max(LUMP_MIN_EUR, abs(prev.balance) * START_SHARE)
-        threshold = self.drop_threshold(cur.t - prev.t, rate_hint)
-        if threshold is None:
-            # No history to judge by (start-up): one glitch must not buy a storm.
-            if -delta >= half:
-                return f"a drop of {-delta:.2f} EUR before there is any history to judge it by"
-            return ""
         if -delta >= half:
+            if len(self._rates) < MIN_HISTORY:
+                # No history to judge by (start-up): one glitch must not buy a storm.
+                return f"a drop of {-delta:.2f} EUR before there is any history to judge it by"
             return f"a drop of {-delta:.2f} EUR, half the balance or more in one gap"
-        if -delta > threshold:
+        if -delta <= LUMP_MIN_EUR:
+            return ""  # no threshold is below LUMP_MIN_EUR: the usual poll skips the robust sums
+        threshold = self.drop_threshold(cur.t - prev.t, rate_hint)
+        if threshold is not None and -delta > threshold:
             return f"a drop of {-delta:.2f} EUR, far beyond the recent spend"
         return ""
 
