@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import random
 import statistics
@@ -287,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per trace")
     args = parser.parse_args(argv)
+    # The simulated guards' own warnings (a one-off debit, a reading dropped) are the runs'
+    # business, not the report's: thousands of lines would bury it.
+    logging.getLogger("topup_guard").setLevel(logging.ERROR)
     started = time.perf_counter()
     progress = (lambda _: None) if args.quiet else print
     judged = judge(args.families, args.seeds, progress, first_seed=args.first_seed)
