@@ -146,3 +146,26 @@ def test_a_misjudged_first_clean_step_is_corrected_by_a_larger_rise() -> None:
     assert s.amount() == D(98)
     s._learn(_match("100.00", "100.03", clean=True, credited="100.00"))
     assert s.amount() == D(100)
+
+
+def test_a_confirmed_burst_is_not_held_again_at_every_gap_of_it() -> None:
+    judge = _judge_with_history(floor="10")  # 0.1 EUR/s; 95 EUR at t = 50
+    (held,) = judge.judge(BalanceSample(60.0, D(85)))  # 1 EUR/s: 10x the usual
+    assert held.kind is Kind.HELD
+    verdicts = judge.judge(BalanceSample(70.0, D(75)))  # it goes on at that pace: a burst
+    assert [v.kind for v in verdicts] == [Kind.BELIEVED, Kind.BELIEVED]
+    (next_gap,) = judge.judge(BalanceSample(80.0, D(65)))  # the burst's next gap: not held
+    assert next_gap.kind is Kind.BELIEVED
+    (glitch,) = judge.judge(BalanceSample(90.0, D(5)))  # 6 EUR/s: far beyond even the burst
+    assert glitch.kind is Kind.HELD
+
+
+def test_after_a_burst_ends_a_new_one_is_held_again() -> None:
+    judge = _judge_with_history(floor="0")
+    judge.judge(BalanceSample(60.0, D(85)))
+    judge.judge(BalanceSample(70.0, D(75)))  # burst confirmed
+    for i, balance in enumerate(("74", "73", "72", "71", "70")):  # back to 0.1 EUR/s
+        (calm,) = judge.judge(BalanceSample(80.0 + 10 * i, D(balance)))
+        assert calm.kind is Kind.BELIEVED
+    (again,) = judge.judge(BalanceSample(130.0, D(60)))  # 1 EUR/s once more: held
+    assert again.kind is Kind.HELD

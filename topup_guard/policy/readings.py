@@ -107,6 +107,10 @@ class ReadingJudge:
         self._held_why = ""
         self._rates: deque[float] = deque(maxlen=_GAPS_KEPT)  # EUR/s of recent believed gaps
         self._baseline: tuple[float, float] | None = None  # of ``_rates``; None: not computed
+        # EUR/s of a burst confirmed and still going (0: none): its next gaps at that pace are
+        # the burst, not outliers to confirm again — a 90-s burst polled every 10 s was held
+        # (and read twice) at every gap.
+        self._burst_pace = 0.0
         self.misreads = 0
         self.stale = 0
         self.lumps: list[tuple[float, Decimal]] = []  # (t, EUR) of recent one-off debits
@@ -130,7 +134,7 @@ class ReadingJudge:
         if base is None:
             return None
         mid, sigma = base
-        expected = max(mid, rate_hint if math.isfinite(rate_hint) else 0.0)
+        expected = max(mid, rate_hint if math.isfinite(rate_hint) else 0.0, self._burst_pace)
         span = max(gap, MIN_GAP)
         eur = LUMP_FACTOR * expected * span + MAD_SIGMAS * sigma * span
         return max(LUMP_MIN_EUR, Decimal(repr(min(eur, 1e12))))
@@ -222,7 +226,8 @@ class ReadingJudge:
             kind = Kind.BELIEVED
             if held.balance < prev.balance and not self._continues_fast(held, sample):
                 kind = Kind.LUMP
-            first = self._believe(held, kind, self._held_why)
+            burst = kind is Kind.BELIEVED and held.balance < prev.balance
+            first = self._believe(held, kind, self._held_why, burst=burst)
             # The confirming reading itself may be an outlier against the held one (rare).
             return [first, *self.judge(sample, rise_explained=rise_explained, rate_hint=rate_hint)]
         self.misreads += 1
@@ -241,15 +246,29 @@ class ReadingJudge:
         )
         return rate > 0 and rate > BURST_FACTOR * mid and rate >= held_rate * BURST_SHARE
 
-    def _believe(self, sample: BalanceSample, kind: Kind, why: str = "") -> Judged:
+    def _believe(
+        self, sample: BalanceSample, kind: Kind, why: str = "", *, burst: bool = False
+    ) -> Judged:
+        """``burst``: a held drop the next reading confirmed as a burst (``_continues_fast``)."""
         prev = self.last
         if prev is not None and sample.t > prev.t:
             drop = prev.balance - sample.balance
             if kind is Kind.LUMP:
                 self.lumps = [*self.lumps[-9:], (sample.t, drop)]
+                self._burst_pace = 0.0
             elif drop >= 0 and prev.balance != 0 and sample.balance != 0:
                 # (At zero, demand is refused, not spent: no rate to learn from that gap.)
-                self._rates.append(float(drop) / max(sample.t - prev.t, MIN_GAP))
+                rate = float(drop) / max(sample.t - prev.t, MIN_GAP)
+                if burst:
+                    self._burst_pace = rate
+                elif self._burst_pace > 0:
+                    # Still a burst while far above the usual; below, it has ended.
+                    base = self.baseline()
+                    ongoing = base is not None and rate > BURST_FACTOR * base[0]
+                    self._burst_pace = max(self._burst_pace, rate) if ongoing else 0.0
+                self._rates.append(rate)
                 self._baseline = None
+            else:
+                self._burst_pace = 0.0
         self.last = sample
         return Judged(sample, kind, why)
