@@ -492,6 +492,7 @@ class Engine:
             draw_rate=self.draw[0],
             draw_peak=self.draw[1],
             recurring_lump=recurring_lump(self.judge.lumps, self._clock.now()),
+            burst_pace=self.judge.burst_pace,
         )
         self._last_state = state
         # When the conditions that end with time will end, for the messages that announce them.

@@ -169,3 +169,23 @@ def test_after_a_burst_ends_a_new_one_is_held_again() -> None:
         assert calm.kind is Kind.BELIEVED
     (again,) = judge.judge(BalanceSample(130.0, D(60)))  # 1 EUR/s once more: held
     assert again.kind is Kind.HELD
+
+
+def test_a_burst_in_progress_is_danger_before_the_forecast_windows_catch_up() -> None:
+    # 73.55 EUR; the 30-s peak window shows 0.19 EUR/s two seconds into a flash the judge has
+    # confirmed at 1.3 EUR/s (held-out flash-16: the guard slept 60 s and 15 EUR were refused).
+    f = fc("73.55", 0.034, peak=0.19)
+    params = dataclasses.replace(PARAMS, min_headroom=None)
+    state = dataclasses.replace(READY, topup_amount=None)  # its first top-up: amount not known
+    assert decide(f, state, params, 0.0).action is Action.NOTHING
+    burst = decide(f, dataclasses.replace(state, burst_pace=1.3), params, 0.0)
+    assert burst.action is Action.TOP_UP
+    assert burst.next_poll_in <= PARAMS.poll_min
+
+
+def test_the_judge_reports_the_pace_of_the_burst_it_confirmed() -> None:
+    judge = _judge_with_history(floor="0")
+    assert judge.burst_pace == 0
+    judge.judge(BalanceSample(60.0, D(85)))
+    judge.judge(BalanceSample(70.0, D(75)))
+    assert judge.burst_pace == 1.0  # the held gap's 10 EUR in 10 s

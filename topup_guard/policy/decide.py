@@ -152,6 +152,8 @@ class GuardState:
     # transfers of this cycle): kept on top of the floor, and no wallet it feeds is idle
     draw_rate: float = 0.0  # EUR/s others draw from this balance, sustained (a fleet's flow)
     draw_peak: float = 0.0  # ... and at its burst: spend of this balance like its own
+    burst_pace: float = 0.0  # EUR/s of a burst the reading judge confirmed, still going on:
+    # the forecast's 30-s peak window dilutes a burst seconds old, the judge's pace does not
     recurring_lump: Decimal = Decimal(0)  # the largest one-off debit of those that recur (two
     # or more lately: batch sends): kept out of the rate, yet the headroom must absorb the next
 
@@ -243,6 +245,9 @@ def decide(
     if state.reserve > 0:
         # What the fleet draws right now is as untouchable as the floor itself.
         params = dataclasses.replace(params, min_balance=params.min_balance + state.reserve)
+    if state.burst_pace > f.peak_rate:
+        # A burst in progress is real danger: its pace is the peak until the windows catch up.
+        f = dataclasses.replace(f, peak_rate=state.burst_pace)
     if state.draw_rate > 0 or state.draw_peak > 0:
         # The fleet's flow leaves this balance like its own spend: projected, and headroom.
         rate = f.rate + state.draw_rate

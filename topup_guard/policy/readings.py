@@ -115,6 +115,11 @@ class ReadingJudge:
         self.stale = 0
         self.lumps: list[tuple[float, Decimal]] = []  # (t, EUR) of recent one-off debits
 
+    @property
+    def burst_pace(self) -> float:
+        """EUR/s of the burst confirmed and still going on (0: none)."""
+        return self._burst_pace
+
     # --- the robust baseline ---------------------------------------------------------------
     def baseline(self) -> tuple[float, float] | None:
         """(median rate, robust sigma) of recent gaps, or None with too little history."""
