@@ -177,11 +177,3 @@ def test_a_spending_account_is_decided_anew_every_cycle() -> None:
     first = guard.decide(now, allowed=10, in_flight=False, may_spend=True, dry_run=False)
     again = guard.decide(now + 2, allowed=10, in_flight=False, may_spend=True, dry_run=False)
     assert again is not first
-
-
-def test_a_subaccount_judges_its_readings_against_its_own_floor() -> None:
-    # The single-account lessons hold per subaccount: a held drop below this account's floor,
-    # read again unchanged, is believed at once (``ReadingJudge.floor``).
-    guard = SubaccountGuard(sub("40"), RULES, BASE)
-    assert guard.judge.floor == RULES.floor
-    assert guard.judge.burst_pace == 0

@@ -30,7 +30,7 @@ from topup_guard.fleet.rules import AccountRules
 from topup_guard.model import BalanceSample, Subaccount
 from topup_guard.policy.decide import Action, Decision, GuardState, PolicyParams, decide
 from topup_guard.policy.forecast import Forecast, SpendTracker, time_to_level
-from topup_guard.policy.readings import Judged, Kind, ReadingJudge, recurring_lump
+from topup_guard.policy.readings import Judged, Kind, ReadingJudge
 
 # Seconds a transfer takes to show in the balance: it is applied when the call returns.
 TRANSFER_LATENCY = 1.0
@@ -81,7 +81,7 @@ class SubaccountGuard:
             keep_floor_when_idle=True,
         )
         self.tracker = SpendTracker(*windows, max_samples=MAX_SAMPLES, old_spacing=OLD_SPACING_S)
-        self.judge = ReadingJudge(floor=rules.floor)
+        self.judge = ReadingJudge()
         self.spendable: Decimal | None = None
         self.suspended = sub.suspended
         self.credit_limit = sub.credit_limit or Decimal(0)
@@ -206,8 +206,6 @@ class SubaccountGuard:
             may_spend=may_spend,
             dry_run=dry_run,
             settling=self._credit_pending,
-            recurring_lump=recurring_lump(self.judge.lumps, now),
-            burst_pace=self.judge.burst_pace,
         )
         inputs = (state, self._latest, self._records, self.judge.held)
         if self.decision is not None and self._still_holds(inputs, now):
