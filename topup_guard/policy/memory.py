@@ -30,7 +30,7 @@ class BurstMemory:
         self._peaks: dict[int, dict[int, float]] = {}  # day number -> slot -> EUR/s
         # ``expected`` reads only days before today, which the polls of today do not change:
         # its answer is kept per span of slots until a write reaches an earlier day.
-        self._memo: tuple[tuple[int, int], float] | None = None
+        self._memo: tuple[tuple[int, int], int, float] | None = None  # (span, today, rate)
 
     @staticmethod
     def _where(wall: float) -> tuple[int, int]:
@@ -42,7 +42,7 @@ class BurstMemory:
         if not (math.isfinite(wall) and math.isfinite(rate)) or rate <= 0:
             return
         day, slot = self._where(wall)
-        if self._memo is not None and day < self._where(self._memo[0][0] * SLOT_S)[0]:
+        if self._memo is not None and day < self._memo[1]:
             self._memo = None  # an earlier day changed (a clock set back)
         slots = self._peaks.setdefault(day, {})
         slots[slot] = max(slots.get(slot, 0.0), rate)
@@ -56,9 +56,9 @@ class BurstMemory:
             return 0.0
         span = (math.floor(wall_from / SLOT_S), math.floor(wall_to / SLOT_S))
         if self._memo is not None and self._memo[0] == span:
-            return self._memo[1]
+            return self._memo[2]
         best = self._expected(wall_from, wall_to)
-        self._memo = (span, best)
+        self._memo = (span, self._where(wall_from)[0], best)
         return best
 
     def _expected(self, wall_from: float, wall_to: float) -> float:
